@@ -1,0 +1,213 @@
+//! JSON decoding with the rules of Go's `encoding/json`, which upstream configs in the
+//! wild rely on:
+//!
+//! - a key matches a known struct field case-insensitively (`"bandWidth"` fills
+//!   `bandwidth`); an exact-case key wins over a folded one;
+//! - a `null` value leaves the field at its default;
+//! - unknown keys are ignored.
+//!
+//! It works for any `Deserialize` type: a struct learns its field names from serde
+//! (`deserialize_struct`), so nested structs fold their keys too. Structs decoded this
+//! way must not use `#[serde(flatten)]` (serde then hides the field list).
+
+use serde::Deserializer;
+use serde::de::value::StringDeserializer;
+use serde::de::{DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Decodes `T` from bytes the way Go's `json.Unmarshal` fills a struct.
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    from_value(serde_json::from_slice(bytes)?)
+}
+
+/// Decodes `T` from an already parsed JSON value the way Go fills a struct.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
+    T::deserialize(GoValue(value))
+}
+
+/// Renames keys of `object` that fold to one of `fields` to that field's exact name,
+/// and drops `null` values of known fields so that they take their default.
+fn fold_keys(object: Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut folded = Vec::new();
+    for (key, value) in object {
+        if fields.contains(&key.as_str()) {
+            if !value.is_null() {
+                out.insert(key, value);
+            }
+        } else if let Some(field) = fields.iter().find(|f| f.eq_ignore_ascii_case(&key)) {
+            folded.push((field.to_string(), value));
+        } else {
+            out.insert(key, value);
+        }
+    }
+    for (field, value) in folded {
+        if !value.is_null() && !out.contains_key(&field) {
+            out.insert(field, value);
+        }
+    }
+    out
+}
+
+struct GoValue(Value);
+
+impl<'de> Deserializer<'de> for GoValue {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Array(items) => visitor.visit_seq(GoSeq(items.into_iter())),
+            Value::Object(object) => visitor.visit_map(GoMap {
+                entries: object.into_iter(),
+                value: None,
+            }),
+            other => other.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            other => visitor.visit_some(GoValue(other)),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Object(object) => visitor.visit_map(GoMap {
+                entries: fold_keys(object, fields).into_iter(),
+                value: None,
+            }),
+            other => GoValue(other).deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+struct GoSeq(std::vec::IntoIter<Value>);
+
+impl<'de> SeqAccess<'de> for GoSeq {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        self.0.next().map(|v| seed.deserialize(GoValue(v))).transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+struct GoMap {
+    entries: serde_json::map::IntoIter,
+    value: Option<Value>,
+}
+
+impl<'de> MapAccess<'de> for GoMap {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        match self.entries.next() {
+            Some((key, value)) => {
+                self.value = Some(value);
+                let key: StringDeserializer<serde_json::Error> = key.into_deserializer();
+                seed.deserialize(key).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+        let value = self.value.take().unwrap_or(Value::Null);
+        seed.deserialize(GoValue(value))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug, Default, PartialEq)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Rate {
+        ingress_rate: u64,
+        egress_burst: Option<u64>,
+    }
+
+    #[derive(Deserialize, Debug, Default, PartialEq)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Conf {
+        name: String,
+        is_gateway: bool,
+        bandwidth: Option<Rate>,
+        list: Vec<Rate>,
+        other: std::collections::BTreeMap<String, Value>,
+    }
+
+    #[test]
+    fn keys_fold_case_insensitively_at_every_depth() {
+        let c: Conf = from_slice(
+            br#"{"NAME":"n","isgateway":true,"bandWidth":{"INGRESSRATE":5,"egressBurst":7},
+                 "List":[{"IngressRate":1}],"other":{"KeepCase":null}}"#,
+        )
+        .expect("decodes");
+        assert_eq!(c.name, "n");
+        assert!(c.is_gateway);
+        assert_eq!(c.bandwidth, Some(Rate { ingress_rate: 5, egress_burst: Some(7) }));
+        assert_eq!(c.list, vec![Rate { ingress_rate: 1, egress_burst: None }]);
+        // Map keys are data, not field names: they keep their case and their nulls.
+        assert_eq!(c.other.get("KeepCase"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn exact_key_wins_and_null_means_default() {
+        let c: Conf = from_slice(br#"{"Name":"folded","name":"exact","isGateway":null,"list":null}"#)
+            .expect("decodes");
+        assert_eq!(c.name, "exact");
+        assert!(!c.is_gateway);
+        assert!(c.list.is_empty());
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        assert!(from_slice::<Conf>(br#"{"isGateway":"yes"}"#).is_err());
+        assert!(from_slice::<Conf>(br#"[1]"#).is_err());
+    }
+}
