@@ -1,0 +1,202 @@
+//! Running another plugin: finding it on `CNI_PATH`, executing it with the `CNI_*`
+//! environment and a config on stdin, and turning what it printed into a result or an
+//! error (upstream `pkg/invoke`). Plugins use it to delegate to IPAM plugins; the
+//! runtime library uses it for everything.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Output, Stdio};
+use std::time::Duration;
+
+use cni_types::result::Result as CniResult;
+use cni_types::{Error, code};
+use serde_json::Value;
+
+use crate::{CmdArgs, Command};
+
+/// Finds `plugin` in `paths`: the first regular file named so (upstream
+/// `invoke.FindInPath`; the execute bit is not checked).
+pub fn find_in_path(plugin: &str, paths: &[String]) -> Result<PathBuf, String> {
+    if plugin.is_empty() {
+        return Err("no plugin name provided".into());
+    }
+    if plugin.contains('/') {
+        return Err(format!("invalid plugin name: {plugin}"));
+    }
+    if paths.is_empty() {
+        return Err("no paths provided".into());
+    }
+    for dir in paths {
+        let candidate = Path::new(dir).join(plugin);
+        if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("failed to find plugin {plugin:?} in path [{}]", paths.join(" ")))
+}
+
+/// How many times a "text file busy" exec is tried (the binary is being written, for
+/// example by an installer). Upstream's retry reused a spent exec.Cmd and never worked
+/// (cni#855); here each try builds a new process.
+const TEXT_FILE_BUSY_TRIES: u32 = 6;
+
+/// Executes `binary` with the caller's environment plus `env`, feeding `stdin`.
+/// A plugin that exits non-zero becomes an [`Error`] built as upstream builds it.
+pub fn exec(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Vec<u8>, Error> {
+    let output = spawn_with_retry(binary, env, stdin)?;
+    if output.status.success() {
+        // On success the plugin's log lines go to our stderr, as upstream forwards them.
+        let _ = std::io::stderr().write_all(&output.stderr);
+        return Ok(output.stdout);
+    }
+    Err(plugin_error(&output))
+}
+
+fn spawn_with_retry(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Output, Error> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut process = Process::new(binary);
+        process.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        match process.spawn() {
+            Ok(mut child) => {
+                if let Some(mut pipe) = child.stdin.take() {
+                    // A plugin that exits without reading stdin closes the pipe: not our error.
+                    let _ = pipe.write_all(stdin);
+                }
+                return child.wait_with_output().map_err(|e| Error::new(code::UNKNOWN, e.to_string()));
+            }
+            Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < TEXT_FILE_BUSY_TRIES => {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(Error::new(code::UNKNOWN, format!("fork/exec {}: {e}", binary.display()))),
+        }
+    }
+}
+
+/// ETXTBSY on Linux.
+const fn libc_etxtbsy() -> i32 {
+    26
+}
+
+/// Upstream's three ways to describe a failed plugin (`pkg/invoke/raw_exec.go`).
+pub fn plugin_error(output: &Output) -> Error {
+    let status = exit_status_text(output.status);
+    if output.stdout.is_empty() {
+        if output.stderr.is_empty() {
+            return Error::new(code::UNKNOWN, format!("netplugin failed with no error message: {status}"));
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Error::new(code::UNKNOWN, format!("netplugin failed: {stderr:?}"));
+    }
+    match serde_json::from_slice::<Error>(&output.stdout) {
+        Ok(e) => e,
+        Err(e) => {
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            Error::new(code::UNKNOWN, format!("netplugin failed but error parsing its diagnostic message {stdout:?}: {e}"))
+        }
+    }
+}
+
+/// Go's text for an exit status: `exit status 1`, `signal: killed`.
+pub fn exit_status_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(9)) => "signal: killed".into(),
+        (None, Some(15)) => "signal: terminated".into(),
+        (None, Some(sig)) => format!("signal: {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Reads a plugin's ADD output. A result without `cniVersion` is taken to be in the
+/// request's version (cni#895); `null` is an empty result.
+pub fn parse_result(stdout: &[u8], request_version: &str) -> Result<CniResult, Error> {
+    let request_version = cni_types::version::or_default(request_version);
+    let mut value: Value = serde_json::from_slice(stdout)
+        .map_err(|e| Error::new(code::DECODING_FAILURE, format!("failed to unmarshal raw result: {e}")))?;
+    if value.is_null() {
+        value = Value::Object(Default::default());
+    }
+    let Value::Object(map) = &mut value else {
+        return Err(Error::new(code::DECODING_FAILURE, "failed to unmarshal raw result: not a JSON object"));
+    };
+    let version = match map.get("cniVersion").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => {
+            map.insert("cniVersion".into(), Value::String(request_version.to_string()));
+            request_version.to_string()
+        }
+    };
+    CniResult::from_value_as(&version, value).map_err(|e| Error::new(code::DECODING_FAILURE, e.to_string()))
+}
+
+/// Runs the delegate `plugin_type` (found on `CNI_PATH`) for `command` with the same
+/// environment and stdin as this request, only `CNI_COMMAND` changed (spec
+/// "Delegated plugins").
+fn delegate(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
+    let binary = find_in_path(plugin_type, &args.paths()).map_err(Error::internal)?;
+    exec(&binary, &[("CNI_COMMAND", command.as_str())], &args.stdin)
+}
+
+/// Delegated ADD; the result is read in the request's version.
+pub fn delegate_add(plugin_type: &str, args: &CmdArgs) -> Result<CniResult, Error> {
+    let stdout = delegate(plugin_type, Command::Add, args)?;
+    parse_result(&stdout, &args.cni_version)
+}
+
+/// Delegated DEL, CHECK, STATUS or GC.
+pub fn delegate_verb(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error> {
+    delegate(plugin_type, command, args).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_in_path_rules() {
+        let dir = std::env::temp_dir().join(format!("skel-find-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        std::fs::write(dir.join("plug"), b"").expect("write");
+        let paths = vec!["/nonexistent".to_string(), dir.display().to_string()];
+        assert_eq!(find_in_path("plug", &paths), Ok(dir.join("plug")));
+        assert_eq!(find_in_path("", &paths), Err("no plugin name provided".into()));
+        assert_eq!(find_in_path("a/b", &paths), Err("invalid plugin name: a/b".into()));
+        assert_eq!(find_in_path("plug", &[]), Err("no paths provided".into()));
+        assert_eq!(
+            find_in_path("sub", &paths),
+            Err(format!("failed to find plugin \"sub\" in path [/nonexistent {}]", dir.display()))
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn result_version_fixup() {
+        let r = parse_result(br#"{"ips":[{"address":"10.0.0.2/24"}]}"#, "0.3.1").expect("fixed up");
+        assert_eq!(r.version(), "0.3.1");
+        assert_eq!(parse_result(b"null", "").expect("null is empty").version(), "0.1.0");
+        assert!(parse_result(b"", "1.0.0").expect_err("empty").msg.starts_with("failed to unmarshal raw result"));
+    }
+
+    fn output(code: i32, stdout: &str, stderr: &str) -> Output {
+        use std::os::unix::process::ExitStatusExt;
+        Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn failed_plugins_are_described_as_upstream() {
+        assert_eq!(plugin_error(&output(1, "", "")).msg, "netplugin failed with no error message: exit status 1");
+        assert_eq!(plugin_error(&output(2, "", "oops\n")).msg, "netplugin failed: \"oops\\n\"");
+        let e = plugin_error(&output(1, r#"{"code":7,"msg":"bad","details":"d"}"#, ""));
+        assert_eq!((e.code, e.msg.as_str(), e.details.as_str()), (7, "bad", "d"));
+        assert!(plugin_error(&output(1, "garbage", "")).msg.starts_with(
+            "netplugin failed but error parsing its diagnostic message \"garbage\": "
+        ));
+    }
+}

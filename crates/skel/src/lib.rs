@@ -1,0 +1,307 @@
+//! The plugin side of CNI (upstream `pkg/skel`): a plugin implements [`Plugin`] and
+//! calls [`main`]; this crate reads the `CNI_*` environment and stdin, validates them
+//! as upstream does, negotiates the spec version, dispatches the verb, converts the
+//! result to the request's `cniVersion` and prints it, or prints the error as JSON on
+//! stdout and exits 1.
+//!
+//! [`run`] is the same dispatcher without process globals, for tests and for running
+//! a plugin in-process.
+
+pub mod invoke;
+
+use std::io::{Read, Write};
+
+use cni_types::result::Result as CniResult;
+use cni_types::version::{self, PluginInfo};
+use cni_types::{Error, code, validate};
+
+/// The verbs of the spec (§ "Parameters": `CNI_COMMAND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Status,
+    Gc,
+    Version,
+}
+
+impl Command {
+    pub fn parse(s: &str) -> Option<Command> {
+        Some(match s {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "STATUS" => Command::Status,
+            "GC" => Command::Gc,
+            "VERSION" => Command::Version,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+            Command::Version => "VERSION",
+        }
+    }
+}
+
+/// One request: the `CNI_*` environment and the configuration on stdin.
+#[derive(Debug, Clone, Default)]
+pub struct CmdArgs {
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+    pub path: String,
+    pub netns_override: String,
+    pub stdin: Vec<u8>,
+    /// The request's `cniVersion`, with empty meaning `0.1.0`.
+    pub cni_version: String,
+}
+
+impl CmdArgs {
+    /// Decodes the configuration into a plugin's own type, with Go's JSON rules.
+    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        cni_types::gojson::from_slice(&self.stdin)
+            .map_err(|e| Error::new(code::DECODING_FAILURE, format!("failed to load netconf: {e}")))
+    }
+
+    /// The directories of `CNI_PATH`.
+    pub fn paths(&self) -> Vec<String> {
+        self.path.split(':').filter(|p| !p.is_empty()).map(str::to_string).collect()
+    }
+}
+
+/// A CNI plugin. Verbs a plugin does not implement succeed silently, as upstream.
+pub trait Plugin {
+    /// The name in the about text (`CNI <name> plugin ...`).
+    fn name(&self) -> &str;
+
+    /// The spec versions the plugin accepts in `cniVersion` (exact strings).
+    fn supported_versions(&self) -> &[&'static str] {
+        &version::ALL
+    }
+
+    /// ADD: returns the result, in any version; it is printed in the request's version.
+    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error>;
+
+    fn del(&self, args: &CmdArgs) -> Result<(), Error>;
+
+    fn check(&self, args: &CmdArgs) -> Result<(), Error>;
+
+    fn status(&self, _args: &CmdArgs) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn gc(&self, _args: &CmdArgs) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The version of this implementation, shown in about texts.
+pub const RCNI_VERSION: &str = concat!("rcni v", env!("CARGO_PKG_VERSION"));
+
+/// Runs `plugin` as a process would be run: reads the environment through `getenv`,
+/// and returns the exit code after writing to `stdout`/`stderr`.
+pub fn run(
+    plugin: &dyn Plugin,
+    getenv: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
+    match dispatch(plugin, getenv, stdin, stdout, stderr) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = stdout.write_all(e.to_json_pretty().as_bytes());
+            let _ = stdout.flush();
+            1
+        }
+    }
+}
+
+/// Runs `plugin` with the process's environment and standard streams, then exits.
+pub fn main(plugin: &dyn Plugin) -> ! {
+    let getenv = |name: &str| std::env::var(name).ok();
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    let status = run(plugin, &getenv, &mut std::io::stdin().lock(), &mut stdout, &mut stderr);
+    let _ = stdout.flush();
+    std::process::exit(status)
+}
+
+/// The environment variables in upstream's order, with the verbs that require each.
+const ENV_VARS: [(&str, &[Command]); 6] = [
+    ("CNI_COMMAND", &[]),
+    ("CNI_CONTAINERID", &[Command::Add, Command::Check, Command::Del]),
+    ("CNI_NETNS", &[Command::Add, Command::Check]),
+    ("CNI_IFNAME", &[Command::Add, Command::Check, Command::Del]),
+    ("CNI_ARGS", &[]),
+    ("CNI_PATH", &[Command::Add, Command::Check, Command::Del, Command::Gc, Command::Status]),
+];
+
+fn dispatch(
+    plugin: &dyn Plugin,
+    getenv: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<(), Error> {
+    let var = |name: &str| getenv(name).unwrap_or_default();
+    let command_text = var("CNI_COMMAND");
+    let command = Command::parse(&command_text);
+
+    let missing: Vec<&str> = ENV_VARS
+        .iter()
+        .filter(|(name, required_for)| {
+            var(name).is_empty() && (*name == "CNI_COMMAND" || command.is_some_and(|c| required_for.contains(&c)))
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    if !missing.is_empty() {
+        if command_text.is_empty() {
+            // No command at all: a person ran the binary; tell them what it is.
+            let versions = plugin.supported_versions().join(", ");
+            let _ = write!(stderr, "CNI {} plugin {RCNI_VERSION}\nCNI protocol versions supported: {versions}\n", plugin.name());
+            return Ok(());
+        }
+        return Err(Error::new(
+            code::INVALID_ENVIRONMENT_VARIABLES,
+            format!("required env variables [{}] missing", missing.join(",")),
+        ));
+    }
+
+    let info = PluginInfo::new(plugin.supported_versions());
+    if command == Some(Command::Version) {
+        // VERSION never reads stdin.
+        return stdout
+            .write_all(info.to_json_line().as_bytes())
+            .map_err(|e| Error::new(code::IO_FAILURE, e.to_string()));
+    }
+
+    let mut stdin_data = Vec::new();
+    stdin
+        .read_to_end(&mut stdin_data)
+        .map_err(|e| Error::new(code::IO_FAILURE, format!("error reading from stdin: {e}")))?;
+    validate_network_name(&stdin_data)?;
+
+    let Some(command) = command else {
+        return Err(Error::new(code::INVALID_ENVIRONMENT_VARIABLES, format!("unknown CNI_COMMAND: {command_text}")));
+    };
+    let mut args = CmdArgs {
+        container_id: var("CNI_CONTAINERID"),
+        netns: var("CNI_NETNS"),
+        ifname: var("CNI_IFNAME"),
+        args: var("CNI_ARGS"),
+        path: var("CNI_PATH"),
+        netns_override: var("CNI_NETNS_OVERRIDE"),
+        stdin: stdin_data,
+        cni_version: String::new(),
+    };
+    if matches!(command, Command::Add | Command::Check | Command::Del) {
+        validate::container_id(&args.container_id)?;
+        validate::interface_name(&args.ifname)?;
+    }
+    args.cni_version = config_version(&args.stdin)?;
+
+    // CHECK, STATUS and GC exist only from some spec version on (spec "Version
+    // considerations"); upstream checks the config, then that the plugin goes that far.
+    let minimum = match command {
+        Command::Check => Some("0.4.0"),
+        Command::Status | Command::Gc => Some("1.1.0"),
+        _ => None,
+    };
+    if let Some(minimum) = minimum {
+        let decoding = |e: String| Error::new(code::DECODING_FAILURE, e);
+        if !version::greater_than_or_equal(&args.cni_version, minimum).map_err(decoding)? {
+            return Err(Error::new(
+                code::INCOMPATIBLE_CNI_VERSION,
+                format!("config version does not allow {}", command.as_str()),
+            ));
+        }
+        let mut plugin_goes_that_far = false;
+        for v in plugin.supported_versions() {
+            if version::greater_than_or_equal(v, &args.cni_version).map_err(decoding)? {
+                plugin_goes_that_far = true;
+                break;
+            }
+        }
+        if !plugin_goes_that_far {
+            return Err(Error::new(
+                code::INCOMPATIBLE_CNI_VERSION,
+                format!("plugin version does not allow {}", command.as_str()),
+            ));
+        }
+    }
+    info.check(&args.cni_version)
+        .map_err(|details| Error::with_details(code::INCOMPATIBLE_CNI_VERSION, "incompatible CNI versions", details))?;
+
+    match command {
+        Command::Add => {
+            let result = plugin.add(&args)?;
+            let result = result.convert(&args.cni_version).map_err(|e| Error::internal(e.to_string()))?;
+            check_not_own_netns(&args)?;
+            stdout
+                .write_all(result.to_json_pretty().as_bytes())
+                .map_err(|e| Error::new(code::IO_FAILURE, e.to_string()))
+        }
+        Command::Del => {
+            plugin.del(&args)?;
+            check_not_own_netns(&args)
+        }
+        Command::Check => plugin.check(&args),
+        Command::Status => plugin.status(&args),
+        Command::Gc => plugin.gc(&args),
+        Command::Version => Ok(()),
+    }
+}
+
+/// The config must be JSON with a valid, non-empty `name` (upstream skel).
+fn validate_network_name(stdin: &[u8]) -> Result<(), Error> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(default)]
+        name: String,
+    }
+    let named: Named = cni_types::gojson::from_slice(stdin)
+        .map_err(|e| Error::new(code::DECODING_FAILURE, format!("error unmarshall network config: {e}")))?;
+    if named.name.is_empty() {
+        return Err(Error::new(code::INVALID_NETWORK_CONFIG, "missing network name"));
+    }
+    validate::network_name(&named.name)
+}
+
+/// The request's `cniVersion`; missing or empty means 0.1.0.
+fn config_version(stdin: &[u8]) -> Result<String, Error> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        #[serde(rename = "cniVersion", default)]
+        cni_version: String,
+    }
+    let v: Versioned = cni_types::gojson::from_slice(stdin)
+        .map_err(|e| Error::new(code::DECODING_FAILURE, format!("decoding version from network config: {e}")))?;
+    Ok(version::or_default(&v.cni_version).to_string())
+}
+
+/// After ADD and DEL upstream refuses a `CNI_NETNS` that is the plugin's own network
+/// namespace (code 8), unless `CNI_NETNS_OVERRIDE` is `1` or `true`. A path that
+/// cannot be read is not an error here.
+fn check_not_own_netns(args: &CmdArgs) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    if args.netns_override == "1" || args.netns_override.eq_ignore_ascii_case("true") || args.netns.is_empty() {
+        return Ok(());
+    }
+    let (Ok(theirs), Ok(ours)) = (std::fs::metadata(&args.netns), std::fs::metadata("/proc/thread-self/ns/net")) else {
+        return Ok(());
+    };
+    if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+        return Err(Error::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"));
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The multicall binary: installed as hard links named after each plugin, it runs the
+//! plugin named by `argv[0]`.
+//!
+//! - `rcni` alone lists the plugins it contains;
+//! - `rcni install DIR` creates the hard links in DIR;
+//! - `rcni PLUGIN` runs PLUGIN (handy for debugging).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args.first().map(|a| basename(a)).unwrap_or_default();
+    if let Some(plugin) = rcni::plugin(&invoked_as) {
+        cni_skel::main(plugin);
+    }
+    match args.get(1).map(String::as_str) {
+        None => {
+            println!("{}: the CNI plugins in one binary. Plugins:", cni_skel::RCNI_VERSION);
+            for (name, _) in rcni::plugins() {
+                println!("  {name}");
+            }
+            println!("\nUsage: rcni install DIR    create hard links named after each plugin in DIR");
+            ExitCode::SUCCESS
+        }
+        Some("install") => match args.get(2) {
+            Some(dir) => install(Path::new(dir)),
+            None => usage("install needs a directory"),
+        },
+        Some(name) => match rcni::plugin(name) {
+            Some(plugin) => cni_skel::main(plugin),
+            None => usage(&format!("no plugin named {name:?}")),
+        },
+    }
+}
+
+fn basename(path: &str) -> String {
+    Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("rcni: {problem}\nUsage: rcni [install DIR | PLUGIN]");
+    ExitCode::from(2)
+}
+
+/// Hard links, so that `cp -r` of the directory still gives working plugins; a link
+/// across filesystems falls back to a copy. An existing file of that name is replaced.
+fn install(dir: &Path) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return usage(&format!("cannot find this executable: {e}")),
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return usage(&format!("cannot create {}: {e}", dir.display()));
+    }
+    for (name, _) in rcni::plugins() {
+        let target = dir.join(name);
+        let temp = dir.join(format!(".{name}.rcni-tmp"));
+        let _ = std::fs::remove_file(&temp);
+        let placed = std::fs::hard_link(&exe, &temp).or_else(|_| std::fs::copy(&exe, &temp).map(drop));
+        // Rename over the old file: a runtime never sees a missing or half-written plugin.
+        if let Err(e) = placed.and_then(|()| std::fs::rename(&temp, &target)) {
+            let _ = std::fs::remove_file(&temp);
+            return usage(&format!("cannot install {}: {e}", target.display()));
+        }
+        println!("{}", target.display());
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,25 @@
+//! The CNI reference plugins, one module per plugin, and the table the multicall
+//! binary dispatches on.
+
+// `main` as in upstream's plugins/main (the interface-creating plugins), not a binary.
+#![allow(special_module_name)]
+
+pub mod main;
+
+use cni_skel::Plugin;
+
+/// Every plugin in this binary, by the name it is installed under.
+pub fn plugins() -> Vec<(&'static str, &'static dyn Plugin)> {
+    vec![("loopback", &main::loopback::Loopback)]
+}
+
+/// The plugin installed as `name`, if this binary has it.
+pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
+    plugins().into_iter().find(|(n, _)| *n == name).map(|(_, p)| p)
+}
+
+/// Maps a kernel-access error to a CNI error. Upstream reports these as plain errors,
+/// which its skel turns into code 999.
+pub(crate) fn net_error(e: cni_net::NetError) -> cni_types::Error {
+    cni_types::Error::internal(e.to_string())
+}
