@@ -15,7 +15,10 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Plugin)> {
 
 /// The plugin installed as `name`, if this binary has it.
 pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
-    plugins().into_iter().find(|(n, _)| *n == name).map(|(_, p)| p)
+    plugins()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| p)
 }
 
 /// Maps a kernel-access error to a CNI error. Upstream reports these as plain errors,

@@ -30,14 +30,21 @@ pub enum NetError {
     },
     /// The kernel refused a netlink request; `message` is its extended ack text.
     #[error("{op}: {}{}", std::io::Error::from_raw_os_error(*.errno), .message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Netlink { op: String, errno: i32, message: Option<String> },
+    Netlink {
+        op: String,
+        errno: i32,
+        message: Option<String>,
+    },
     #[error("{op}: malformed netlink reply: {detail}")]
     Decode { op: String, detail: String },
 }
 
 impl NetError {
     pub(crate) fn io(op: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        NetError::Io { op: op.into(), source: source.into() }
+        NetError::Io {
+            op: op.into(),
+            source: source.into(),
+        }
     }
 
     /// The errno behind this error, if the kernel gave one.

@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -52,14 +53,22 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a socket in the calling thread's namespace.
     pub fn open() -> Result<Netlink> {
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| NetError::io("open netlink socket", e))?;
-        socket.bind_auto().map_err(|e| NetError::io("bind netlink socket", e))?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(|e| NetError::io("connect netlink socket", e))?;
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|e| NetError::io("open netlink socket", e))?;
+        socket
+            .bind_auto()
+            .map_err(|e| NetError::io("bind netlink socket", e))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(|e| NetError::io("connect netlink socket", e))?;
         // Best effort: extended acks give the kernel's reason ("Unknown device type");
         // capped acks keep error replies small.
         let _ = socket.set_ext_ack(true);
         let _ = socket.set_cap_ack(true);
-        Ok(Netlink { socket, sequence: 0 })
+        Ok(Netlink {
+            socket,
+            sequence: 0,
+        })
     }
 
     /// Opens a socket bound to `netns`; the calling thread does not stay there.
@@ -70,8 +79,14 @@ impl Netlink {
     /// The link named `name`, or `None` if there is none.
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
         let mut message = LinkMessage::default();
-        message.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(RouteNetlinkMessage::GetLink(message), 0, &format!("get link {name:?}")) {
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        match self.request(
+            RouteNetlinkMessage::GetLink(message),
+            0,
+            &format!("get link {name:?}"),
+        ) {
             Ok(replies) => Ok(replies.into_iter().find_map(link_from)),
             Err(e) if e.errno() == Some(ENODEV) => Ok(None),
             Err(e) => Err(e),
@@ -80,7 +95,10 @@ impl Netlink {
 
     /// Every link in the namespace.
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), "list links")?;
+        let replies = self.dump(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            "list links",
+        )?;
         Ok(replies.into_iter().filter_map(link_from).collect())
     }
 
@@ -88,15 +106,24 @@ impl Netlink {
     pub fn set_link_up(&mut self, index: u32, up: bool) -> Result<()> {
         let mut message = LinkMessage::default();
         message.header.index = index;
-        message.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        message.header.flags = if up {
+            LinkFlags::Up
+        } else {
+            LinkFlags::empty()
+        };
         message.header.change_mask = LinkFlags::Up;
         let op = format!("set link {index} {}", if up { "up" } else { "down" });
-        self.request(RouteNetlinkMessage::SetLink(message), NLM_F_ACK, &op).map(drop)
+        self.request(RouteNetlinkMessage::SetLink(message), NLM_F_ACK, &op)
+            .map(drop)
     }
 
     /// The addresses on link `index` (both families), in the kernel's order.
     pub fn addresses(&mut self, index: u32) -> Result<Vec<Address>> {
-        Ok(self.all_addresses()?.into_iter().filter(|a| a.index == index).collect())
+        Ok(self
+            .all_addresses()?
+            .into_iter()
+            .filter(|a| a.index == index)
+            .collect())
     }
 
     /// Every address in the namespace.
@@ -119,8 +146,14 @@ impl Netlink {
         Ok(last)
     }
 
-    fn request(&mut self, message: RouteNetlinkMessage, flags: u16, op: &str) -> Result<Vec<RouteNetlinkMessage>> {
-        self.exchange(message, flags, op).map(|(replies, _)| replies)
+    fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.exchange(message, flags, op)
+            .map(|(replies, _)| replies)
     }
 
     /// Sends one request and collects the replies until the ack, the error or the end
@@ -139,17 +172,25 @@ impl Netlink {
         packet.finalize();
         let mut buffer = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buffer);
-        self.socket.send(&buffer, 0).map_err(|e| NetError::io(op, e))?;
+        self.socket
+            .send(&buffer, 0)
+            .map_err(|e| NetError::io(op, e))?;
 
         let expects_more = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
-            let (bytes, _) = self.socket.recv_from_full().map_err(|e| NetError::io(op, e))?;
+            let (bytes, _) = self
+                .socket
+                .recv_from_full()
+                .map_err(|e| NetError::io(op, e))?;
             let mut offset = 0;
             while offset < bytes.len() {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..])
-                    .map_err(|e| NetError::Decode { op: op.to_string(), detail: e.to_string() })?;
+                    .map_err(|e| NetError::Decode {
+                        op: op.to_string(),
+                        detail: e.to_string(),
+                    })?;
                 let length = (reply.header.length as usize).max(16);
                 offset += (length + 3) & !3;
                 if reply.header.sequence_number != self.sequence {
@@ -261,12 +302,20 @@ fn address_from(message: RouteNetlinkMessage) -> Option<Address> {
         AddressScope::Other(n) => n,
         _ => 0,
     };
-    Some(Address { index: message.header.index, address: IpNet::new(ip, message.header.prefix_len).ok()?, scope })
+    Some(Address {
+        index: message.header.index,
+        address: IpNet::new(ip, message.header.prefix_len).ok()?,
+        scope,
+    })
 }
 
 /// `aa:bb:cc:dd:ee:ff`, as Go's `net.HardwareAddr.String()`.
 pub fn format_mac(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]
@@ -275,7 +324,10 @@ mod tests {
 
     #[test]
     fn mac_format() {
-        assert_eq!(format_mac(&[0, 0x11, 0xaa, 0xff, 1, 2]), "00:11:aa:ff:01:02");
+        assert_eq!(
+            format_mac(&[0, 0x11, 0xaa, 0xff, 1, 2]),
+            "00:11:aa:ff:01:02"
+        );
         assert_eq!(format_mac(&[0; 6]), "00:00:00:00:00:00");
     }
 
@@ -287,7 +339,10 @@ mod tests {
         payload.extend_from_slice(&len.to_ne_bytes());
         payload.extend_from_slice(&1u16.to_ne_bytes());
         payload.extend_from_slice(text);
-        assert_eq!(extended_ack_message(0x300, &payload).as_deref(), Some("Unknown device type"));
+        assert_eq!(
+            extended_ack_message(0x300, &payload).as_deref(),
+            Some("Unknown device type")
+        );
         assert_eq!(extended_ack_message(0, &payload), None);
     }
 }

@@ -36,15 +36,21 @@ impl NetNs {
         let shown = path.display().to_string();
         let file = match File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(NetError::NetnsNotFound(shown)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NetError::NetnsNotFound(shown));
+            }
             Err(e) => return Err(NetError::io(format!("failed to open {shown:?}"), e)),
         };
-        let stat = nix::sys::statfs::fstatfs(&file).map_err(|e| NetError::io(format!("failed to Statfs {shown:?}"), e))?;
+        let stat = nix::sys::statfs::fstatfs(&file)
+            .map_err(|e| NetError::io(format!("failed to Statfs {shown:?}"), e))?;
         let magic = stat.filesystem_type().0 as i64;
         if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC {
             return Err(NetError::NotANetns { path: shown, magic });
         }
-        Ok(NetNs { file, path: path.to_path_buf() })
+        Ok(NetNs {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The namespace of the calling thread.
@@ -60,7 +66,8 @@ impl NetNs {
     /// Sockets created inside stay bound to this namespace; child processes spawned
     /// inside start in it.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
-        let origin = File::open("/proc/thread-self/ns/net").map_err(|e| NetError::io("open own netns", e))?;
+        let origin = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| NetError::io("open own netns", e))?;
         setns(&self.file, CloneFlags::CLONE_NEWNET)
             .map_err(|e| NetError::io(format!("failed to enter netns {:?}", self.path), e))?;
         let _back = SwitchBack(origin);
@@ -92,12 +99,24 @@ impl NetNs {
             .map_err(|e| NetError::io(format!("create {path:?}"), e))?;
         let target = path.clone();
         let mounted = std::thread::spawn(move || -> Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetError::io("unshare(CLONE_NEWNET)", e))?;
-            mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| NetError::io(format!("bind mount netns on {target:?}"), e))
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| NetError::io("unshare(CLONE_NEWNET)", e))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| NetError::io(format!("bind mount netns on {target:?}"), e))
         })
         .join()
-        .unwrap_or_else(|_| Err(NetError::io("netns thread", std::io::Error::other("panicked"))));
+        .unwrap_or_else(|_| {
+            Err(NetError::io(
+                "netns thread",
+                std::io::Error::other("panicked"),
+            ))
+        });
         if let Err(e) = mounted.and_then(|()| NetNs::open(&path)).map(drop) {
             let _ = std::fs::remove_file(&path);
             return Err(e);
@@ -127,9 +146,16 @@ fn make_shared_mount(dir: &Path) -> Result<()> {
         return Ok(());
     }
     // Not a mount point yet: bind it onto itself first.
-    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| NetError::io("bind mount /run/netns", e))?;
-    mount(None::<&str>, dir, None::<&str>, shared, None::<&str>).map_err(|e| NetError::io("make /run/netns shared", e))
+    mount(
+        Some(dir),
+        dir,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| NetError::io("bind mount /run/netns", e))?;
+    mount(None::<&str>, dir, None::<&str>, shared, None::<&str>)
+        .map_err(|e| NetError::io("make /run/netns shared", e))
 }
 
 struct SwitchBack(File);

@@ -57,7 +57,10 @@ mod tests {
     fn known_keys_are_kept() {
         let got = load("IP=10.0.0.5;MAC=aa:bb:cc:dd:ee:ff", &["IP", "MAC"]).expect("parses");
         assert_eq!(got.get("IP").map(String::as_str), Some("10.0.0.5"));
-        assert_eq!(got.get("MAC").map(String::as_str), Some("aa:bb:cc:dd:ee:ff"));
+        assert_eq!(
+            got.get("MAC").map(String::as_str),
+            Some("aa:bb:cc:dd:ee:ff")
+        );
         assert!(load("", &[]).expect("empty is fine").is_empty());
     }
 
@@ -82,8 +85,17 @@ mod tests {
 
     #[test]
     fn malformed_pairs() {
-        assert_eq!(load("IP", &["IP"]), Err(r#"ARGS: invalid pair "IP""#.into()));
-        assert_eq!(load("IP=a=b", &["IP"]), Err(r#"ARGS: invalid pair "IP=a=b""#.into()));
-        assert_eq!(load("IP=1;", &["IP"]), Err(r#"ARGS: invalid pair """#.into()));
+        assert_eq!(
+            load("IP", &["IP"]),
+            Err(r#"ARGS: invalid pair "IP""#.into())
+        );
+        assert_eq!(
+            load("IP=a=b", &["IP"]),
+            Err(r#"ARGS: invalid pair "IP=a=b""#.into())
+        );
+        assert_eq!(
+            load("IP=1;", &["IP"]),
+            Err(r#"ARGS: invalid pair """#.into())
+        );
     }
 }

@@ -74,8 +74,8 @@ impl PluginConf {
             ));
         };
         let raw = raw.clone();
-        let mut conf: PluginConf =
-            crate::gojson::from_value(value).map_err(|e| format!("error parsing configuration: {e}"))?;
+        let mut conf: PluginConf = crate::gojson::from_value(value)
+            .map_err(|e| format!("error parsing configuration: {e}"))?;
         if conf.plugin_type.is_empty() {
             return Err("error parsing configuration: missing 'type'".into());
         }
@@ -84,7 +84,8 @@ impl PluginConf {
     }
 
     pub fn from_slice(bytes: &[u8]) -> Result<PluginConf, String> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("error parsing configuration: {e}"))?;
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| format!("error parsing configuration: {e}"))?;
         PluginConf::from_value(value)
     }
 }
@@ -120,7 +121,8 @@ impl NetConfList {
     /// capped at the newest spec version, and the checks on `plugins`.
     pub fn from_slice(bytes: &[u8]) -> Result<NetConfList, String> {
         let fail = |msg: String| format!("error parsing configuration list: {msg}");
-        let raw: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
+        let raw: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
         let name = match raw.get("name") {
             None => return Err(fail("no name".into())),
             Some(Value::String(s)) => s.clone(),
@@ -129,7 +131,12 @@ impl NetConfList {
         let mut cni_version = match raw.get("cniVersion") {
             None => String::new(),
             Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(fail(format!("invalid cniVersion type {}", go_type_name(other)))),
+            Some(other) => {
+                return Err(fail(format!(
+                    "invalid cniVersion type {}",
+                    go_type_name(other)
+                )));
+            }
         };
         if let Some(versions) = raw.get("cniVersions") {
             cni_version = select_version(versions, &cni_version).map_err(fail)?;
@@ -143,7 +150,10 @@ impl NetConfList {
                     "false" => Ok(false),
                     lower => Err(fail(format!("invalid value {lower:?} for {key}"))),
                 },
-                Some(other) => Err(fail(format!("invalid type {} for {key}", go_type_name(other)))),
+                Some(other) => Err(fail(format!(
+                    "invalid type {} for {key}",
+                    go_type_name(other)
+                ))),
             }
         };
         let mut list = NetConfList {
@@ -157,10 +167,14 @@ impl NetConfList {
         };
         match raw.get("plugins") {
             None if list.load_only_inlined_plugins => {
-                return Err(fail("`loadOnlyInlinedPlugins` is true, and no 'plugins' key".into()));
+                return Err(fail(
+                    "`loadOnlyInlinedPlugins` is true, and no 'plugins' key".into(),
+                ));
             }
             None => {}
-            Some(Value::Array(plugins)) if plugins.is_empty() => return Err(fail("no plugins in list".into())),
+            Some(Value::Array(plugins)) if plugins.is_empty() => {
+                return Err(fail("no plugins in list".into()));
+            }
             Some(Value::Array(plugins)) => {
                 for (i, plugin) in plugins.iter().enumerate() {
                     let conf = PluginConf::from_value(plugin.clone())
@@ -168,7 +182,12 @@ impl NetConfList {
                     list.plugins.push(conf);
                 }
             }
-            Some(other) => return Err(fail(format!("invalid 'plugins' type {}", go_type_name(other)))),
+            Some(other) => {
+                return Err(fail(format!(
+                    "invalid 'plugins' type {}",
+                    go_type_name(other)
+                )));
+            }
         }
         list.raw = raw;
         Ok(list)
@@ -180,7 +199,10 @@ impl NetConfList {
         let mut raw = Map::new();
         raw.insert("name".into(), Value::String(conf.name.clone()));
         raw.insert("cniVersion".into(), Value::String(conf.cni_version.clone()));
-        raw.insert("plugins".into(), Value::Array(vec![Value::Object(conf.raw.clone())]));
+        raw.insert(
+            "plugins".into(),
+            Value::Array(vec![Value::Object(conf.raw.clone())]),
+        );
         NetConfList {
             name: conf.name.clone(),
             cni_version: conf.cni_version.clone(),
@@ -202,21 +224,28 @@ fn select_version(versions: &Value, cni_version: &str) -> Result<String, String>
     let mut candidates = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let Value::String(v) = entry else {
-            return Err(format!("invalid type for cniVersions index {i}: {}", go_type_name(entry)));
+            return Err(format!(
+                "invalid type for cniVersions index {i}: {}",
+                go_type_name(entry)
+            ));
         };
-        let newer = greater_than(v, CURRENT).map_err(|e| format!("invalid cniVersions entry {v} at index {i}: {e}"))?;
+        let newer = greater_than(v, CURRENT)
+            .map_err(|e| format!("invalid cniVersions entry {v} at index {i}: {e}"))?;
         if !newer {
             candidates.push(v.clone());
         }
     }
     if !cni_version.is_empty() {
-        let newer =
-            greater_than(cni_version, CURRENT).map_err(|e| format!("invalid cniVersion {cni_version}: {e}"))?;
+        let newer = greater_than(cni_version, CURRENT)
+            .map_err(|e| format!("invalid cniVersion {cni_version}: {e}"))?;
         if !newer {
             candidates.push(cni_version.to_string());
         }
     }
-    Ok(candidates.into_iter().max_by_key(|v| parse(v).unwrap_or_default()).unwrap_or_else(|| cni_version.to_string()))
+    Ok(candidates
+        .into_iter()
+        .max_by_key(|v| parse(v).unwrap_or_default())
+        .unwrap_or_else(|| cni_version.to_string()))
 }
 
 #[cfg(test)]
@@ -232,7 +261,10 @@ mod tests {
         .expect("parses");
         assert_eq!(conf.cni_version, "1.0.0");
         assert_eq!(conf.name, "n");
-        assert_eq!(conf.ipam.as_ref().map(|i| i.plugin_type.as_str()), Some("host-local"));
+        assert_eq!(
+            conf.ipam.as_ref().map(|i| i.plugin_type.as_str()),
+            Some("host-local")
+        );
         assert_eq!(conf.capabilities.get("portMappings"), Some(&true));
         assert_eq!(conf.prev_result, None);
         assert_eq!(conf.raw.get("isGateway"), Some(&Value::Bool(true)));
@@ -249,34 +281,80 @@ mod tests {
     #[test]
     fn version_selection() {
         let v = |json: &str| list(json).map(|l| l.cni_version);
-        assert_eq!(v(r#"{"name":"n","cniVersions":["1.1.0","0.4.0","1.0.0"]}"#), Ok("1.1.0".into()));
-        assert_eq!(v(r#"{"name":"n","cniVersions":["1.1.0","99.0.0"]}"#), Ok("1.1.0".into()));
-        assert_eq!(v(r#"{"name":"n","cniVersion":"1.0.0","cniVersions":["0.1.0","0.4.0"]}"#), Ok("1.0.0".into()));
-        assert_eq!(v(r#"{"name":"n","cniVersion":"1.2.3"}"#), Ok("1.2.3".into()), "used verbatim without cniVersions");
+        assert_eq!(
+            v(r#"{"name":"n","cniVersions":["1.1.0","0.4.0","1.0.0"]}"#),
+            Ok("1.1.0".into())
+        );
+        assert_eq!(
+            v(r#"{"name":"n","cniVersions":["1.1.0","99.0.0"]}"#),
+            Ok("1.1.0".into())
+        );
+        assert_eq!(
+            v(r#"{"name":"n","cniVersion":"1.0.0","cniVersions":["0.1.0","0.4.0"]}"#),
+            Ok("1.0.0".into())
+        );
+        assert_eq!(
+            v(r#"{"name":"n","cniVersion":"1.2.3"}"#),
+            Ok("1.2.3".into()),
+            "used verbatim without cniVersions"
+        );
         assert_eq!(v(r#"{"name":"n","cniVersions":[]}"#), Ok("".into()));
         assert!(
             v(r#"{"name":"n","cniVersions":["1.0.f"]}"#)
                 .expect_err("bad entry")
-                .starts_with("error parsing configuration list: invalid cniVersions entry 1.0.f at index 0: ")
+                .starts_with(
+                    "error parsing configuration list: invalid cniVersions entry 1.0.f at index 0: "
+                )
         );
     }
 
     #[test]
     fn list_errors_have_upstream_texts() {
         for (json, err) in [
-            (r#"{"cniVersion":"1.0.0"}"#, "error parsing configuration list: no name"),
-            (r#"{"name":1}"#, "error parsing configuration list: invalid name type float64"),
-            (r#"{"name":"n","cniVersion":true}"#, "error parsing configuration list: invalid cniVersion type bool"),
-            (r#"{"name":"n","disableCheck":"yes"}"#, "error parsing configuration list: invalid value \"yes\" for disableCheck"),
-            (r#"{"name":"n","disableGC":1}"#, "error parsing configuration list: invalid type float64 for disableGC"),
-            (r#"{"name":"n","plugins":{}}"#, "error parsing configuration list: invalid 'plugins' type map[string]interface {}"),
-            (r#"{"name":"n","plugins":[]}"#, "error parsing configuration list: no plugins in list"),
-            (r#"{"name":"n","loadOnlyInlinedPlugins":true}"#, "error parsing configuration list: `loadOnlyInlinedPlugins` is true, and no 'plugins' key"),
-            (r#"{"name":"n","plugins":[{"name":"x"}]}"#, "failed to parse plugin config 0: error parsing configuration: missing 'type'"),
+            (
+                r#"{"cniVersion":"1.0.0"}"#,
+                "error parsing configuration list: no name",
+            ),
+            (
+                r#"{"name":1}"#,
+                "error parsing configuration list: invalid name type float64",
+            ),
+            (
+                r#"{"name":"n","cniVersion":true}"#,
+                "error parsing configuration list: invalid cniVersion type bool",
+            ),
+            (
+                r#"{"name":"n","disableCheck":"yes"}"#,
+                "error parsing configuration list: invalid value \"yes\" for disableCheck",
+            ),
+            (
+                r#"{"name":"n","disableGC":1}"#,
+                "error parsing configuration list: invalid type float64 for disableGC",
+            ),
+            (
+                r#"{"name":"n","plugins":{}}"#,
+                "error parsing configuration list: invalid 'plugins' type map[string]interface {}",
+            ),
+            (
+                r#"{"name":"n","plugins":[]}"#,
+                "error parsing configuration list: no plugins in list",
+            ),
+            (
+                r#"{"name":"n","loadOnlyInlinedPlugins":true}"#,
+                "error parsing configuration list: `loadOnlyInlinedPlugins` is true, and no 'plugins' key",
+            ),
+            (
+                r#"{"name":"n","plugins":[{"name":"x"}]}"#,
+                "failed to parse plugin config 0: error parsing configuration: missing 'type'",
+            ),
         ] {
             assert_eq!(list(json), Err(err.to_string()), "{json}");
         }
-        assert!(list("{").expect_err("eof").starts_with("error parsing configuration list: EOF"));
+        assert!(
+            list("{")
+                .expect_err("eof")
+                .starts_with("error parsing configuration list: EOF")
+        );
     }
 
     #[test]
@@ -288,6 +366,11 @@ mod tests {
         assert_eq!(l.plugins.len(), 2);
         assert_eq!(l.plugins[1].plugin_type, "portmap");
         assert_eq!(l.raw.get("x"), Some(&Value::from(1)));
-        assert!(list(r#"{"name":"n"}"#).expect("plugins may come from a directory").plugins.is_empty());
+        assert!(
+            list(r#"{"name":"n"}"#)
+                .expect("plugins may come from a directory")
+                .plugins
+                .is_empty()
+        );
     }
 }

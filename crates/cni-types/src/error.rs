@@ -44,11 +44,19 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        Error { code, msg: msg.into(), details: String::new() }
+        Error {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     pub fn with_details(code: u32, msg: impl Into<String>, details: impl Into<String>) -> Self {
-        Error { code, msg: msg.into(), details: details.into() }
+        Error {
+            code,
+            msg: msg.into(),
+            details: details.into(),
+        }
     }
 
     /// A plugin-logic error without a code of its own (code 999).
@@ -84,15 +92,22 @@ mod tests {
             e.to_json_pretty(),
             "{\n    \"code\": 1,\n    \"msg\": \"incompatible CNI versions\",\n    \"details\": \"config is \\\"9.9.9\\\"\"\n}"
         );
-        assert_eq!(e.to_string(), "incompatible CNI versions; config is \"9.9.9\"");
+        assert_eq!(
+            e.to_string(),
+            "incompatible CNI versions; config is \"9.9.9\""
+        );
         let plain = Error::internal("boom");
-        assert_eq!(plain.to_json_pretty(), "{\n    \"code\": 999,\n    \"msg\": \"boom\"\n}");
+        assert_eq!(
+            plain.to_json_pretty(),
+            "{\n    \"code\": 999,\n    \"msg\": \"boom\"\n}"
+        );
         assert_eq!(plain.to_string(), "boom");
     }
 
     #[test]
     fn parses_errors_with_cni_version() {
-        let e: Error = serde_json::from_str(r#"{"cniVersion":"1.0.0","code":7,"msg":"bad"}"#).expect("parses");
+        let e: Error =
+            serde_json::from_str(r#"{"cniVersion":"1.0.0","code":7,"msg":"bad"}"#).expect("parses");
         assert_eq!(e, Error::new(7, "bad"));
     }
 }

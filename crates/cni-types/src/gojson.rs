@@ -12,7 +12,9 @@
 
 use serde::Deserializer;
 use serde::de::value::StringDeserializer;
-use serde::de::{DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::{Map, Value};
 
 /// Decodes `T` from bytes the way Go's `json.Unmarshal` fills a struct.
@@ -119,7 +121,10 @@ impl<'de> SeqAccess<'de> for GoSeq {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Self::Error> {
-        self.0.next().map(|v| seed.deserialize(GoValue(v))).transpose()
+        self.0
+            .next()
+            .map(|v| seed.deserialize(GoValue(v)))
+            .transpose()
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -149,7 +154,10 @@ impl<'de> MapAccess<'de> for GoMap {
         }
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
         let value = self.value.take().unwrap_or(Value::Null);
         seed.deserialize(GoValue(value))
     }
@@ -190,16 +198,29 @@ mod tests {
         .expect("decodes");
         assert_eq!(c.name, "n");
         assert!(c.is_gateway);
-        assert_eq!(c.bandwidth, Some(Rate { ingress_rate: 5, egress_burst: Some(7) }));
-        assert_eq!(c.list, vec![Rate { ingress_rate: 1, egress_burst: None }]);
+        assert_eq!(
+            c.bandwidth,
+            Some(Rate {
+                ingress_rate: 5,
+                egress_burst: Some(7)
+            })
+        );
+        assert_eq!(
+            c.list,
+            vec![Rate {
+                ingress_rate: 1,
+                egress_burst: None
+            }]
+        );
         // Map keys are data, not field names: they keep their case and their nulls.
         assert_eq!(c.other.get("KeepCase"), Some(&Value::Null));
     }
 
     #[test]
     fn exact_key_wins_and_null_means_default() {
-        let c: Conf = from_slice(br#"{"Name":"folded","name":"exact","isGateway":null,"list":null}"#)
-            .expect("decodes");
+        let c: Conf =
+            from_slice(br#"{"Name":"folded","name":"exact","isGateway":null,"list":null}"#)
+                .expect("decodes");
         assert_eq!(c.name, "exact");
         assert!(!c.is_gateway);
         assert!(c.list.is_empty());

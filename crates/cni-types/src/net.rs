@@ -8,7 +8,8 @@ use serde::{Deserialize, Deserializer, Serializer};
 
 /// Parses `addr/prefix`, keeping the host bits, as Go's `types.ParseCIDR`.
 pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>().map_err(|_| format!("invalid CIDR address: {s}"))
+    s.parse::<IpNet>()
+        .map_err(|_| format!("invalid CIDR address: {s}"))
 }
 
 /// `true` for IPv4 addresses and IPv4-mapped IPv6 addresses (Go's `To4() != nil`).

@@ -15,14 +15,21 @@ pub fn container_id(id: &str) -> Result<(), Error> {
         return Err(Error::new(code::UNKNOWN_CONTAINER, "missing containerID"));
     }
     if !is_cni_name(id) {
-        return Err(Error::with_details(code::INVALID_ENVIRONMENT_VARIABLES, "invalid characters in containerID", id));
+        return Err(Error::with_details(
+            code::INVALID_ENVIRONMENT_VARIABLES,
+            "invalid characters in containerID",
+            id,
+        ));
     }
     Ok(())
 }
 
 pub fn network_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
-        return Err(Error::new(code::INVALID_NETWORK_CONFIG, "missing network name:"));
+        return Err(Error::new(
+            code::INVALID_NETWORK_CONFIG,
+            "missing network name:",
+        ));
     }
     if !is_cni_name(name) {
         return Err(Error::with_details(
@@ -46,14 +53,22 @@ pub fn interface_name(name: &str) -> Result<(), Error> {
         return Err(Error::with_details(
             code::INVALID_ENVIRONMENT_VARIABLES,
             "interface name is too long",
-            format!("interface name should be less than {} characters", MAX_INTERFACE_NAME_LEN + 1),
+            format!(
+                "interface name should be less than {} characters",
+                MAX_INTERFACE_NAME_LEN + 1
+            ),
         ));
     }
     if name == "." || name == ".." {
         return Err(invalid("interface name is . or .."));
     }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
-        return Err(invalid("interface name contains / or : or whitespace characters"));
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(invalid(
+            "interface name contains / or : or whitespace characters",
+        ));
     }
     Ok(())
 }
@@ -67,7 +82,10 @@ mod tests {
         assert!(container_id("abc-1.2_x").is_ok());
         assert_eq!(container_id("").map_err(|e| e.code), Err(3));
         let e = container_id("-abc").expect_err("leading dash");
-        assert_eq!((e.code, e.msg.as_str(), e.details.as_str()), (4, "invalid characters in containerID", "-abc"));
+        assert_eq!(
+            (e.code, e.msg.as_str(), e.details.as_str()),
+            (4, "invalid characters in containerID", "-abc")
+        );
         assert!(container_id("a/b").is_err());
         assert!(container_id(&"a".repeat(500)).is_ok(), "no length limit");
     }
@@ -75,7 +93,10 @@ mod tests {
     #[test]
     fn network_names() {
         assert!(network_name("mynet").is_ok());
-        assert_eq!(network_name("").map_err(|e| (e.code, e.msg)), Err((7, "missing network name:".into())));
+        assert_eq!(
+            network_name("").map_err(|e| (e.code, e.msg)),
+            Err((7, "missing network name:".into()))
+        );
         assert_eq!(network_name("my net").map_err(|e| e.code), Err(7));
     }
 
@@ -88,10 +109,22 @@ mod tests {
             ("a234567890123456", "interface name is too long"),
             (".", "interface name is . or .."),
             ("..", "interface name is . or .."),
-            ("a/b", "interface name contains / or : or whitespace characters"),
-            ("a:b", "interface name contains / or : or whitespace characters"),
-            ("a b", "interface name contains / or : or whitespace characters"),
-            ("a\u{a0}b", "interface name contains / or : or whitespace characters"),
+            (
+                "a/b",
+                "interface name contains / or : or whitespace characters",
+            ),
+            (
+                "a:b",
+                "interface name contains / or : or whitespace characters",
+            ),
+            (
+                "a b",
+                "interface name contains / or : or whitespace characters",
+            ),
+            (
+                "a\u{a0}b",
+                "interface name contains / or : or whitespace characters",
+            ),
         ] {
             let e = interface_name(name).expect_err(name);
             assert_eq!((e.code, e.msg.as_str()), (4, msg), "{name:?}");

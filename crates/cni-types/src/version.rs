@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Every spec version, oldest first (upstream `version.All`).
-pub const ALL: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const ALL: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 /// The newest spec version; what VERSION replies carry in `cniVersion`.
 pub const CURRENT: &str = "1.1.0";
@@ -83,12 +85,16 @@ impl PluginInfo {
             #[serde(rename = "supportedVersions", default)]
             supported_versions: Option<Vec<String>>,
         }
-        let raw: Raw = crate::gojson::from_slice(bytes).map_err(|e| format!("decoding version info: {e}"))?;
+        let raw: Raw =
+            crate::gojson::from_slice(bytes).map_err(|e| format!("decoding version info: {e}"))?;
         if raw.cni_version.is_empty() {
             return Err("decoding version info: missing field cniVersion".into());
         }
         match raw.supported_versions {
-            Some(v) if !v.is_empty() => Ok(PluginInfo { cni_version: raw.cni_version, supported_versions: v }),
+            Some(v) if !v.is_empty() => Ok(PluginInfo {
+                cni_version: raw.cni_version,
+                supported_versions: v,
+            }),
             _ if raw.cni_version == "0.2.0" => Ok(PluginInfo {
                 cni_version: raw.cni_version,
                 supported_versions: vec!["0.1.0".into(), "0.2.0".into()],
@@ -100,7 +106,10 @@ impl PluginInfo {
     /// What a plugin that predates VERSION supports (it answers
     /// `unknown CNI_COMMAND: VERSION`).
     pub fn legacy() -> Self {
-        PluginInfo { cni_version: "0.1.0".into(), supported_versions: vec!["0.1.0".into()] }
+        PluginInfo {
+            cni_version: "0.1.0".into(),
+            supported_versions: vec!["0.1.0".into()],
+        }
     }
 
     /// Upstream's reconciler: the config version must be listed exactly.
@@ -108,8 +117,15 @@ impl PluginInfo {
         if self.supported_versions.iter().any(|v| v == config_version) {
             return Ok(());
         }
-        let listed: Vec<String> = self.supported_versions.iter().map(|v| format!("{v:?}")).collect();
-        Err(format!("config is {config_version:?}, plugin supports [{}]", listed.join(" ")))
+        let listed: Vec<String> = self
+            .supported_versions
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect();
+        Err(format!(
+            "config is {config_version:?}, plugin supports [{}]",
+            listed.join(" ")
+        ))
     }
 }
 
@@ -123,7 +139,10 @@ mod tests {
         assert_eq!(parse("1"), Ok((1, 0, 0)));
         assert_eq!(parse("1.0"), Ok((1, 0, 0)));
         assert_eq!(parse("0.-42.0"), Ok((0, -42, 0)));
-        assert_eq!(parse("1.2.3.4"), Err("invalid version \"1.2.3.4\": too many parts".into()));
+        assert_eq!(
+            parse("1.2.3.4"),
+            Err("invalid version \"1.2.3.4\": too many parts".into())
+        );
         assert_eq!(
             parse("1.x.0"),
             Err("failed to convert minor version part \"x\": strconv.Atoi: parsing \"x\": invalid syntax".into())
@@ -160,6 +179,9 @@ mod tests {
     fn reconcile_is_an_exact_string_match() {
         let info = PluginInfo::new(&["0.4.0", "1.0.0"]);
         assert!(info.check("1.0.0").is_ok());
-        assert_eq!(info.check("1.0"), Err("config is \"1.0\", plugin supports [\"0.4.0\" \"1.0.0\"]".into()));
+        assert_eq!(
+            info.check("1.0"),
+            Err("config is \"1.0\", plugin supports [\"0.4.0\" \"1.0.0\"]".into())
+        );
     }
 }

@@ -32,7 +32,10 @@ pub fn find_in_path(plugin: &str, paths: &[String]) -> Result<PathBuf, String> {
             return Ok(candidate);
         }
     }
-    Err(format!("failed to find plugin {plugin:?} in path [{}]", paths.join(" ")))
+    Err(format!(
+        "failed to find plugin {plugin:?} in path [{}]",
+        paths.join(" ")
+    ))
 }
 
 /// How many times a "text file busy" exec is tried (the binary is being written, for
@@ -57,19 +60,30 @@ fn spawn_with_retry(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result
     loop {
         tries += 1;
         let mut process = Process::new(binary);
-        process.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        process
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         match process.spawn() {
             Ok(mut child) => {
                 if let Some(mut pipe) = child.stdin.take() {
                     // A plugin that exits without reading stdin closes the pipe: not our error.
                     let _ = pipe.write_all(stdin);
                 }
-                return child.wait_with_output().map_err(|e| Error::new(code::UNKNOWN, e.to_string()));
+                return child
+                    .wait_with_output()
+                    .map_err(|e| Error::new(code::UNKNOWN, e.to_string()));
             }
             Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < TEXT_FILE_BUSY_TRIES => {
                 std::thread::sleep(Duration::from_secs(1));
             }
-            Err(e) => return Err(Error::new(code::UNKNOWN, format!("fork/exec {}: {e}", binary.display()))),
+            Err(e) => {
+                return Err(Error::new(
+                    code::UNKNOWN,
+                    format!("fork/exec {}: {e}", binary.display()),
+                ));
+            }
         }
     }
 }
@@ -84,7 +98,10 @@ pub fn plugin_error(output: &Output) -> Error {
     let status = exit_status_text(output.status);
     if output.stdout.is_empty() {
         if output.stderr.is_empty() {
-            return Error::new(code::UNKNOWN, format!("netplugin failed with no error message: {status}"));
+            return Error::new(
+                code::UNKNOWN,
+                format!("netplugin failed with no error message: {status}"),
+            );
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Error::new(code::UNKNOWN, format!("netplugin failed: {stderr:?}"));
@@ -93,7 +110,12 @@ pub fn plugin_error(output: &Output) -> Error {
         Ok(e) => e,
         Err(e) => {
             let stdout = String::from_utf8_lossy(&output.stdout);
-            Error::new(code::UNKNOWN, format!("netplugin failed but error parsing its diagnostic message {stdout:?}: {e}"))
+            Error::new(
+                code::UNKNOWN,
+                format!(
+                    "netplugin failed but error parsing its diagnostic message {stdout:?}: {e}"
+                ),
+            )
         }
     }
 }
@@ -114,30 +136,51 @@ pub fn exit_status_text(status: std::process::ExitStatus) -> String {
 /// request's version (cni#895); `null` is an empty result.
 pub fn parse_result(stdout: &[u8], request_version: &str) -> Result<CniResult, Error> {
     let request_version = cni_types::version::or_default(request_version);
-    let mut value: Value = serde_json::from_slice(stdout)
-        .map_err(|e| Error::new(code::DECODING_FAILURE, format!("failed to unmarshal raw result: {e}")))?;
+    let mut value: Value = serde_json::from_slice(stdout).map_err(|e| {
+        Error::new(
+            code::DECODING_FAILURE,
+            format!("failed to unmarshal raw result: {e}"),
+        )
+    })?;
     if value.is_null() {
         value = Value::Object(Default::default());
     }
     let Value::Object(map) = &mut value else {
-        return Err(Error::new(code::DECODING_FAILURE, "failed to unmarshal raw result: not a JSON object"));
+        return Err(Error::new(
+            code::DECODING_FAILURE,
+            "failed to unmarshal raw result: not a JSON object",
+        ));
     };
     let version = match map.get("cniVersion").and_then(Value::as_str) {
         Some(v) if !v.is_empty() => v.to_string(),
         _ => {
-            map.insert("cniVersion".into(), Value::String(request_version.to_string()));
+            map.insert(
+                "cniVersion".into(),
+                Value::String(request_version.to_string()),
+            );
             request_version.to_string()
         }
     };
-    CniResult::from_value_as(&version, value).map_err(|e| Error::new(code::DECODING_FAILURE, e.to_string()))
+    CniResult::from_value_as(&version, value)
+        .map_err(|e| Error::new(code::DECODING_FAILURE, e.to_string()))
 }
 
 /// Runs the delegate `plugin_type` (found on `CNI_PATH`) for `command` with the same
 /// environment and stdin as this request, only `CNI_COMMAND` changed (spec
-/// "Delegated plugins").
+/// "Delegated plugins"). The `CNI_*` values come from the request itself, so this also
+/// works when the plugin runs in-process.
 fn delegate(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
     let binary = find_in_path(plugin_type, &args.paths()).map_err(Error::internal)?;
-    exec(&binary, &[("CNI_COMMAND", command.as_str())], &args.stdin)
+    let env = [
+        ("CNI_COMMAND", command.as_str()),
+        ("CNI_CONTAINERID", args.container_id.as_str()),
+        ("CNI_NETNS", args.netns.as_str()),
+        ("CNI_IFNAME", args.ifname.as_str()),
+        ("CNI_ARGS", args.args.as_str()),
+        ("CNI_PATH", args.path.as_str()),
+        ("CNI_NETNS_OVERRIDE", args.netns_override.as_str()),
+    ];
+    exec(&binary, &env, &args.stdin)
 }
 
 /// Delegated ADD; the result is read in the request's version.
@@ -162,12 +205,21 @@ mod tests {
         std::fs::write(dir.join("plug"), b"").expect("write");
         let paths = vec!["/nonexistent".to_string(), dir.display().to_string()];
         assert_eq!(find_in_path("plug", &paths), Ok(dir.join("plug")));
-        assert_eq!(find_in_path("", &paths), Err("no plugin name provided".into()));
-        assert_eq!(find_in_path("a/b", &paths), Err("invalid plugin name: a/b".into()));
+        assert_eq!(
+            find_in_path("", &paths),
+            Err("no plugin name provided".into())
+        );
+        assert_eq!(
+            find_in_path("a/b", &paths),
+            Err("invalid plugin name: a/b".into())
+        );
         assert_eq!(find_in_path("plug", &[]), Err("no paths provided".into()));
         assert_eq!(
             find_in_path("sub", &paths),
-            Err(format!("failed to find plugin \"sub\" in path [/nonexistent {}]", dir.display()))
+            Err(format!(
+                "failed to find plugin \"sub\" in path [/nonexistent {}]",
+                dir.display()
+            ))
         );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
@@ -176,8 +228,16 @@ mod tests {
     fn result_version_fixup() {
         let r = parse_result(br#"{"ips":[{"address":"10.0.0.2/24"}]}"#, "0.3.1").expect("fixed up");
         assert_eq!(r.version(), "0.3.1");
-        assert_eq!(parse_result(b"null", "").expect("null is empty").version(), "0.1.0");
-        assert!(parse_result(b"", "1.0.0").expect_err("empty").msg.starts_with("failed to unmarshal raw result"));
+        assert_eq!(
+            parse_result(b"null", "").expect("null is empty").version(),
+            "0.1.0"
+        );
+        assert!(
+            parse_result(b"", "1.0.0")
+                .expect_err("empty")
+                .msg
+                .starts_with("failed to unmarshal raw result")
+        );
     }
 
     fn output(code: i32, stdout: &str, stderr: &str) -> Output {
@@ -191,10 +251,19 @@ mod tests {
 
     #[test]
     fn failed_plugins_are_described_as_upstream() {
-        assert_eq!(plugin_error(&output(1, "", "")).msg, "netplugin failed with no error message: exit status 1");
-        assert_eq!(plugin_error(&output(2, "", "oops\n")).msg, "netplugin failed: \"oops\\n\"");
+        assert_eq!(
+            plugin_error(&output(1, "", "")).msg,
+            "netplugin failed with no error message: exit status 1"
+        );
+        assert_eq!(
+            plugin_error(&output(2, "", "oops\n")).msg,
+            "netplugin failed: \"oops\\n\""
+        );
         let e = plugin_error(&output(1, r#"{"code":7,"msg":"bad","details":"d"}"#, ""));
-        assert_eq!((e.code, e.msg.as_str(), e.details.as_str()), (7, "bad", "d"));
+        assert_eq!(
+            (e.code, e.msg.as_str(), e.details.as_str()),
+            (7, "bad", "d")
+        );
         assert!(plugin_error(&output(1, "garbage", "")).msg.starts_with(
             "netplugin failed but error parsing its diagnostic message \"garbage\": "
         ));

@@ -68,13 +68,21 @@ pub struct CmdArgs {
 impl CmdArgs {
     /// Decodes the configuration into a plugin's own type, with Go's JSON rules.
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
-        cni_types::gojson::from_slice(&self.stdin)
-            .map_err(|e| Error::new(code::DECODING_FAILURE, format!("failed to load netconf: {e}")))
+        cni_types::gojson::from_slice(&self.stdin).map_err(|e| {
+            Error::new(
+                code::DECODING_FAILURE,
+                format!("failed to load netconf: {e}"),
+            )
+        })
     }
 
     /// The directories of `CNI_PATH`.
     pub fn paths(&self) -> Vec<String> {
-        self.path.split(':').filter(|p| !p.is_empty()).map(str::to_string).collect()
+        self.path
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -131,7 +139,13 @@ pub fn main(plugin: &dyn Plugin) -> ! {
     let getenv = |name: &str| std::env::var(name).ok();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
-    let status = run(plugin, &getenv, &mut std::io::stdin().lock(), &mut stdout, &mut stderr);
+    let status = run(
+        plugin,
+        &getenv,
+        &mut std::io::stdin().lock(),
+        &mut stdout,
+        &mut stderr,
+    );
     let _ = stdout.flush();
     std::process::exit(status)
 }
@@ -139,11 +153,23 @@ pub fn main(plugin: &dyn Plugin) -> ! {
 /// The environment variables in upstream's order, with the verbs that require each.
 const ENV_VARS: [(&str, &[Command]); 6] = [
     ("CNI_COMMAND", &[]),
-    ("CNI_CONTAINERID", &[Command::Add, Command::Check, Command::Del]),
+    (
+        "CNI_CONTAINERID",
+        &[Command::Add, Command::Check, Command::Del],
+    ),
     ("CNI_NETNS", &[Command::Add, Command::Check]),
     ("CNI_IFNAME", &[Command::Add, Command::Check, Command::Del]),
     ("CNI_ARGS", &[]),
-    ("CNI_PATH", &[Command::Add, Command::Check, Command::Del, Command::Gc, Command::Status]),
+    (
+        "CNI_PATH",
+        &[
+            Command::Add,
+            Command::Check,
+            Command::Del,
+            Command::Gc,
+            Command::Status,
+        ],
+    ),
 ];
 
 fn dispatch(
@@ -160,7 +186,8 @@ fn dispatch(
     let missing: Vec<&str> = ENV_VARS
         .iter()
         .filter(|(name, required_for)| {
-            var(name).is_empty() && (*name == "CNI_COMMAND" || command.is_some_and(|c| required_for.contains(&c)))
+            var(name).is_empty()
+                && (*name == "CNI_COMMAND" || command.is_some_and(|c| required_for.contains(&c)))
         })
         .map(|(name, _)| *name)
         .collect();
@@ -168,7 +195,11 @@ fn dispatch(
         if command_text.is_empty() {
             // No command at all: a person ran the binary; tell them what it is.
             let versions = plugin.supported_versions().join(", ");
-            let _ = write!(stderr, "CNI {} plugin {RCNI_VERSION}\nCNI protocol versions supported: {versions}\n", plugin.name());
+            let _ = write!(
+                stderr,
+                "CNI {} plugin {RCNI_VERSION}\nCNI protocol versions supported: {versions}\n",
+                plugin.name()
+            );
             return Ok(());
         }
         return Err(Error::new(
@@ -192,7 +223,10 @@ fn dispatch(
     validate_network_name(&stdin_data)?;
 
     let Some(command) = command else {
-        return Err(Error::new(code::INVALID_ENVIRONMENT_VARIABLES, format!("unknown CNI_COMMAND: {command_text}")));
+        return Err(Error::new(
+            code::INVALID_ENVIRONMENT_VARIABLES,
+            format!("unknown CNI_COMMAND: {command_text}"),
+        ));
     };
     let mut args = CmdArgs {
         container_id: var("CNI_CONTAINERID"),
@@ -239,13 +273,20 @@ fn dispatch(
             ));
         }
     }
-    info.check(&args.cni_version)
-        .map_err(|details| Error::with_details(code::INCOMPATIBLE_CNI_VERSION, "incompatible CNI versions", details))?;
+    info.check(&args.cni_version).map_err(|details| {
+        Error::with_details(
+            code::INCOMPATIBLE_CNI_VERSION,
+            "incompatible CNI versions",
+            details,
+        )
+    })?;
 
     match command {
         Command::Add => {
             let result = plugin.add(&args)?;
-            let result = result.convert(&args.cni_version).map_err(|e| Error::internal(e.to_string()))?;
+            let result = result
+                .convert(&args.cni_version)
+                .map_err(|e| Error::internal(e.to_string()))?;
             check_not_own_netns(&args)?;
             stdout
                 .write_all(result.to_json_pretty().as_bytes())
@@ -269,10 +310,17 @@ fn validate_network_name(stdin: &[u8]) -> Result<(), Error> {
         #[serde(default)]
         name: String,
     }
-    let named: Named = cni_types::gojson::from_slice(stdin)
-        .map_err(|e| Error::new(code::DECODING_FAILURE, format!("error unmarshall network config: {e}")))?;
+    let named: Named = cni_types::gojson::from_slice(stdin).map_err(|e| {
+        Error::new(
+            code::DECODING_FAILURE,
+            format!("error unmarshall network config: {e}"),
+        )
+    })?;
     if named.name.is_empty() {
-        return Err(Error::new(code::INVALID_NETWORK_CONFIG, "missing network name"));
+        return Err(Error::new(
+            code::INVALID_NETWORK_CONFIG,
+            "missing network name",
+        ));
     }
     validate::network_name(&named.name)
 }
@@ -284,8 +332,12 @@ fn config_version(stdin: &[u8]) -> Result<String, Error> {
         #[serde(rename = "cniVersion", default)]
         cni_version: String,
     }
-    let v: Versioned = cni_types::gojson::from_slice(stdin)
-        .map_err(|e| Error::new(code::DECODING_FAILURE, format!("decoding version from network config: {e}")))?;
+    let v: Versioned = cni_types::gojson::from_slice(stdin).map_err(|e| {
+        Error::new(
+            code::DECODING_FAILURE,
+            format!("decoding version from network config: {e}"),
+        )
+    })?;
     Ok(version::or_default(&v.cni_version).to_string())
 }
 
@@ -294,14 +346,23 @@ fn config_version(stdin: &[u8]) -> Result<String, Error> {
 /// cannot be read is not an error here.
 fn check_not_own_netns(args: &CmdArgs) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
-    if args.netns_override == "1" || args.netns_override.eq_ignore_ascii_case("true") || args.netns.is_empty() {
+    if args.netns_override == "1"
+        || args.netns_override.eq_ignore_ascii_case("true")
+        || args.netns.is_empty()
+    {
         return Ok(());
     }
-    let (Ok(theirs), Ok(ours)) = (std::fs::metadata(&args.netns), std::fs::metadata("/proc/thread-self/ns/net")) else {
+    let (Ok(theirs), Ok(ours)) = (
+        std::fs::metadata(&args.netns),
+        std::fs::metadata("/proc/thread-self/ns/net"),
+    ) else {
         return Ok(());
     };
     if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
-        return Err(Error::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"));
+        return Err(Error::new(
+            code::INVALID_NETNS,
+            "plugin's netns and netns from CNI_NETNS should not be the same",
+        ));
     }
     Ok(())
 }

@@ -21,7 +21,9 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// `true` when the tests can create namespaces (they run as root in CI).
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 /// Skips a kernel test when it cannot run, saying why (`return`s from the test).
@@ -79,7 +81,10 @@ pub fn run_binary(binary: &Path, env: &[(&str, &str)], stdin: &str) -> PluginOut
     use std::io::Write;
     let mut child = Command::new(binary)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()))
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        )
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -89,7 +94,9 @@ pub fn run_binary(binary: &Path, env: &[(&str, &str)], stdin: &str) -> PluginOut
     if let Some(mut pipe) = child.stdin.take() {
         let _ = pipe.write_all(stdin.as_bytes());
     }
-    let output = child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {}: {e}", binary.display()));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {}: {e}", binary.display()));
     PluginOutput {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -116,7 +123,8 @@ impl Sandbox {
         let base = format!("{PREFIX}{}-{n}", std::process::id());
         let host_name = format!("{base}-host");
         let container_name = format!("{base}-ctr");
-        let host = NetNs::create(&host_name).unwrap_or_else(|e| panic!("create netns {host_name}: {e}"));
+        let host =
+            NetNs::create(&host_name).unwrap_or_else(|e| panic!("create netns {host_name}: {e}"));
         let container = match NetNs::create(&container_name) {
             Ok(ns) => ns,
             Err(e) => {
@@ -124,9 +132,18 @@ impl Sandbox {
                 panic!("create netns {container_name}: {e}");
             }
         };
-        let state = tempfile::Builder::new().prefix("rcni-state-").tempdir().expect("temporary state directory");
-        let mut sandbox =
-            Sandbox { host, container, host_name, container_name, state, baseline: Snapshot::default() };
+        let state = tempfile::Builder::new()
+            .prefix("rcni-state-")
+            .tempdir()
+            .expect("temporary state directory");
+        let mut sandbox = Sandbox {
+            host,
+            container,
+            host_name,
+            container_name,
+            state,
+            baseline: Snapshot::default(),
+        };
         sandbox.baseline = sandbox.snapshot();
         sandbox
     }
@@ -155,13 +172,24 @@ impl Sandbox {
 
     /// Runs a plugin inside the host namespace, as a runtime on that host would.
     pub fn run_plugin(&self, binary: &Path, call: &Call, stdin: &str) -> PluginOutput {
-        self.host.run(|| run_binary(binary, &call.env(), stdin)).expect("enter the sandbox host netns")
+        self.host
+            .run(|| run_binary(binary, &call.env(), stdin))
+            .expect("enter the sandbox host netns")
     }
 
     /// Runs `ip -n <ns> ARGS` and returns its stdout; panics if it fails.
     pub fn ip(&self, netns: &str, args: &[&str]) -> String {
-        let output = Command::new("ip").arg("-n").arg(netns).args(args).output().expect("run ip (install iproute2)");
-        assert!(output.status.success(), "ip -n {netns} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let output = Command::new("ip")
+            .arg("-n")
+            .arg(netns)
+            .args(args)
+            .output()
+            .expect("run ip (install iproute2)");
+        assert!(
+            output.status.success(),
+            "ip -n {netns} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -189,8 +217,7 @@ impl Sandbox {
             ] {
                 for line in self.ip(ns, args).lines() {
                     let line = line.trim();
-                    let about_lo = line.contains(" lo:") || line.contains("dev lo ") || line.ends_with("dev lo");
-                    if !line.is_empty() && !about_lo {
+                    if !line.is_empty() && !about_lo(line) {
                         kernel.insert(format!("{ns}: {line}"));
                     }
                 }
@@ -207,8 +234,15 @@ impl Sandbox {
         let now = self.snapshot();
         let added: Vec<_> = now.kernel.difference(&self.baseline.kernel).collect();
         let removed: Vec<_> = self.baseline.kernel.difference(&now.kernel).collect();
-        assert!(added.is_empty() && removed.is_empty(), "kernel state changed: added {added:#?}, removed {removed:#?}");
-        assert!(now.files.is_empty(), "files left in the state directory: {:#?}", now.files);
+        assert!(
+            added.is_empty() && removed.is_empty(),
+            "kernel state changed: added {added:#?}, removed {removed:#?}"
+        );
+        assert!(
+            now.files.is_empty(),
+            "files left in the state directory: {:#?}",
+            now.files
+        );
     }
 }
 
@@ -234,8 +268,18 @@ pub struct Snapshot {
     pub files: BTreeSet<PathBuf>,
 }
 
+/// `true` for an `ip -o` link/address line of `lo`, or a route or rule via `dev lo`.
+fn about_lo(line: &str) -> bool {
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    let names_lo =
+        tokens.len() > 1 && tokens[0].ends_with(':') && tokens[1].trim_end_matches(':') == "lo";
+    names_lo || tokens.windows(2).any(|w| w == ["dev", "lo"])
+}
+
 fn list_files(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -249,11 +293,17 @@ fn list_files(dir: &Path, out: &mut BTreeSet<PathBuf>) {
 /// Removes namespaces left by earlier test processes that were killed before their
 /// sandboxes could drop (`rcni-<pid>-...` whose process is gone). Only our own names.
 fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir(cni_net::netns::NETNS_RUN_DIR) else { return };
+    let Ok(entries) = std::fs::read_dir(cni_net::netns::NETNS_RUN_DIR) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = NetNs::remove(entry.path());
         }

@@ -41,7 +41,10 @@ impl Noop {
         if self.instructions.report_error.is_empty() {
             return Ok(());
         }
-        let code = self.instructions.report_error_code.unwrap_or(cni_types::code::INTERNAL);
+        let code = self
+            .instructions
+            .report_error_code
+            .unwrap_or(cni_types::code::INTERNAL);
         Err(Error::new(code, self.instructions.report_error.clone()))
     }
 }
@@ -59,8 +62,12 @@ impl Plugin for Noop {
         self.fail_if_told()?;
         match &self.instructions.report_result {
             Some(Value::String(s)) if s == "PASSTHROUGH" => {
-                let conf: Value = serde_json::from_slice(&args.stdin).map_err(|e| Error::internal(e.to_string()))?;
-                let prev = conf.get("prevResult").cloned().ok_or_else(|| Error::internal("no prevResult"))?;
+                let conf: Value = serde_json::from_slice(&args.stdin)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let prev = conf
+                    .get("prevResult")
+                    .cloned()
+                    .ok_or_else(|| Error::internal("no prevResult"))?;
                 parse_prev_result(&args.cni_version, prev).map_err(Error::internal)
             }
             Some(result) => {
@@ -88,14 +95,19 @@ impl Plugin for Noop {
 }
 
 fn debug_file(stdin: &[u8]) -> Option<String> {
-    let from_config = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|c| c.get("debugFile").and_then(Value::as_str).map(str::to_string));
+    let from_config = serde_json::from_slice::<Value>(stdin).ok().and_then(|c| {
+        c.get("debugFile")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let from_args = std::env::var("CNI_ARGS")
         .unwrap_or_default()
         .split(';')
         .find_map(|pair| pair.strip_prefix("DEBUG=").map(str::to_string));
-    from_config.or(from_args).or_else(|| std::env::var("CNI_TEST_DEBUG").ok()).filter(|p| !p.is_empty())
+    from_config
+        .or(from_args)
+        .or_else(|| std::env::var("CNI_TEST_DEBUG").ok())
+        .filter(|p| !p.is_empty())
 }
 
 fn main() {
@@ -119,7 +131,10 @@ fn main() {
             "path": var("CNI_PATH"),
             "stdin": serde_json::from_slice::<Value>(&stdin).unwrap_or(Value::String(String::from_utf8_lossy(&stdin).into())),
         });
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(format!("{path}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{path}.log"));
         if let Ok(mut log) = log {
             let _ = writeln!(log, "{record}");
         }
@@ -131,10 +146,16 @@ fn main() {
         std::process::exit(code);
     }
     let versions = match &instructions.report_version_support {
-        Some(v) => v.iter().map(|s| &*Box::leak(s.clone().into_boxed_str())).collect(),
+        Some(v) => v
+            .iter()
+            .map(|s| &*Box::leak(s.clone().into_boxed_str()))
+            .collect(),
         None => cni_types::version::ALL.to_vec(),
     };
-    let plugin = Noop { instructions, versions };
+    let plugin = Noop {
+        instructions,
+        versions,
+    };
     let getenv = |name: &str| std::env::var(name).ok();
     let status = cni_skel::run(
         &plugin,

@@ -3,6 +3,9 @@
 //! seconds, then exits 0 without output.
 
 fn main() {
-    let seconds = std::env::var("CNI_TEST_SLEEP_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let seconds = std::env::var("CNI_TEST_SLEEP_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     std::thread::sleep(std::time::Duration::from_secs(seconds));
 }

@@ -16,11 +16,16 @@ fn main() -> ExitCode {
     }
     match args.get(1).map(String::as_str) {
         None => {
-            println!("{}: the CNI plugins in one binary. Plugins:", cni_skel::RCNI_VERSION);
+            println!(
+                "{}: the CNI plugins in one binary. Plugins:",
+                cni_skel::RCNI_VERSION
+            );
             for (name, _) in rcni::plugins() {
                 println!("  {name}");
             }
-            println!("\nUsage: rcni install DIR    create hard links named after each plugin in DIR");
+            println!(
+                "\nUsage: rcni install DIR    create hard links named after each plugin in DIR"
+            );
             ExitCode::SUCCESS
         }
         Some("install") => match args.get(2) {
@@ -35,7 +40,10 @@ fn main() -> ExitCode {
 }
 
 fn basename(path: &str) -> String {
-    Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn usage(problem: &str) -> ExitCode {
@@ -57,7 +65,8 @@ fn install(dir: &Path) -> ExitCode {
         let target = dir.join(name);
         let temp = dir.join(format!(".{name}.rcni-tmp"));
         let _ = std::fs::remove_file(&temp);
-        let placed = std::fs::hard_link(&exe, &temp).or_else(|_| std::fs::copy(&exe, &temp).map(drop));
+        let placed =
+            std::fs::hard_link(&exe, &temp).or_else(|_| std::fs::copy(&exe, &temp).map(drop));
         // Rename over the old file: a runtime never sees a missing or half-written plugin.
         if let Err(e) = placed.and_then(|()| std::fs::rename(&temp, &target)) {
             let _ = std::fs::remove_file(&temp);

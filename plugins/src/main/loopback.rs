@@ -52,7 +52,11 @@ impl Plugin for Loopback {
         let ips = [first(true), first(false)]
             .into_iter()
             .flatten()
-            .map(|a| v100::IpConfig { interface: Some(0), address: a.address, gateway: None })
+            .map(|a| v100::IpConfig {
+                interface: Some(0),
+                address: a.address,
+                gateway: None,
+            })
             .collect();
         Ok(CniResult::V100(v100::Result {
             cni_version: cni_types::version::CURRENT.into(),
@@ -92,5 +96,8 @@ impl Plugin for Loopback {
 }
 
 fn lo_link(netlink: &mut Netlink) -> Result<cni_net::Link, Error> {
-    netlink.link_by_name(LO).map_err(net_error)?.ok_or_else(|| Error::internal("Link not found"))
+    netlink
+        .link_by_name(LO)
+        .map_err(net_error)?
+        .ok_or_else(|| Error::internal("Link not found"))
 }

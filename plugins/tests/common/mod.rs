@@ -27,9 +27,21 @@ pub fn plugin(name: &str) -> PathBuf {
 
 /// The error JSON a failed plugin printed: (code, msg, details).
 pub fn error_of(stdout: &str) -> (u64, String, String) {
-    let v: serde_json::Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("error JSON {stdout:?}: {e}"));
-    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
-    (v["code"].as_u64().unwrap_or_else(|| panic!("no code in {stdout}")), text("msg"), text("details"))
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("error JSON {stdout:?}: {e}"));
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        v["code"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no code in {stdout}")),
+        text("msg"),
+        text("details"),
+    )
 }
 
 /// Go's loopback from Debian's containernetworking-plugins, when installed.
@@ -40,7 +52,10 @@ pub fn go_plugin(name: &str) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!("skipped part: {} not installed (Debian package containernetworking-plugins)", path.display());
+        eprintln!(
+            "skipped part: {} not installed (Debian package containernetworking-plugins)",
+            path.display()
+        );
         None
     }
 }

@@ -66,15 +66,21 @@ impl Result {
     /// Reads a result whose family is chosen by its own `cniVersion`
     /// (upstream `create.CreateFromBytes`).
     pub fn from_slice(bytes: &[u8]) -> std::result::Result<Result, ResultError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| ResultError::DecodeVersion(e.to_string()))?;
-        let version = value.get("cniVersion").and_then(Value::as_str).unwrap_or("").to_string();
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ResultError::DecodeVersion(e.to_string()))?;
+        let version = value
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         Result::from_value_as(&version, value)
     }
 
     /// Reads a result as the family of `version`; the result's own `cniVersion` must
     /// belong to that family (upstream `create.Create`).
     pub fn from_value_as(version: &str, value: Value) -> std::result::Result<Result, ResultError> {
-        let family = family_of(version).ok_or_else(|| ResultError::UnsupportedVersion(version.to_string()))?;
+        let family = family_of(version)
+            .ok_or_else(|| ResultError::UnsupportedVersion(version.to_string()))?;
         let json = |e: serde_json::Error| ResultError::Json(e.to_string());
         let result = match family {
             Family::V020 => Result::V020(crate::gojson::from_value(value).map_err(json)?),
@@ -123,15 +129,28 @@ impl Result {
         let target = family_of(to).ok_or_else(no_converter)?;
         let to = to.to_string();
         Ok(match (self, target) {
-            (Result::V020(r), Family::V020) => Result::V020(v020::Result { cni_version: to, ..r.clone() }),
-            (Result::V040(r), Family::V040) => Result::V040(v040::Result { cni_version: to, ..r.clone() }),
-            (Result::V100(r), Family::V100) => Result::V100(v100::Result { cni_version: to, ..r.clone() }),
+            (Result::V020(r), Family::V020) => Result::V020(v020::Result {
+                cni_version: to,
+                ..r.clone()
+            }),
+            (Result::V040(r), Family::V040) => Result::V040(v040::Result {
+                cni_version: to,
+                ..r.clone()
+            }),
+            (Result::V100(r), Family::V100) => Result::V100(v100::Result {
+                cni_version: to,
+                ..r.clone()
+            }),
             (Result::V020(r), Family::V040) => Result::V040(v020_to_v040(r, to)),
-            (Result::V020(r), Family::V100) => Result::V100(v040_to_v100(&v020_to_v040(r, to.clone()), to)),
+            (Result::V020(r), Family::V100) => {
+                Result::V100(v040_to_v100(&v020_to_v040(r, to.clone()), to))
+            }
             (Result::V040(r), Family::V100) => Result::V100(v040_to_v100(r, to)),
             (Result::V040(r), Family::V020) => Result::V020(v040_to_v020(r, to)?),
             (Result::V100(r), Family::V040) => Result::V040(v100_to_v040(r, to)),
-            (Result::V100(r), Family::V020) => Result::V020(v040_to_v020(&v100_to_v040(r, to.clone()), to)?),
+            (Result::V100(r), Family::V020) => {
+                Result::V020(v040_to_v020(&v100_to_v040(r, to.clone()), to)?)
+            }
         })
     }
 
@@ -160,7 +179,10 @@ impl Result {
     pub fn to_current(&self) -> std::result::Result<v100::Result, ResultError> {
         match self.convert(crate::version::CURRENT)? {
             Result::V100(r) => Ok(r),
-            _ => Err(ResultError::NoConverter(self.version().into(), crate::version::CURRENT.into())),
+            _ => Err(ResultError::NoConverter(
+                self.version().into(),
+                crate::version::CURRENT.into(),
+            )),
         }
     }
 }
@@ -179,7 +201,13 @@ fn v020_to_v040(r: &v020::Result, to: String) -> v040::Result {
             routes.extend(config.routes.iter().cloned());
         }
     }
-    v040::Result { cni_version: to, interfaces: Vec::new(), ips, routes, dns: r.dns.clone() }
+    v040::Result {
+        cni_version: to,
+        interfaces: Vec::new(),
+        ips,
+        routes,
+        dns: r.dns.clone(),
+    }
 }
 
 fn v040_to_v100(r: &v040::Result, to: String) -> v100::Result {
@@ -198,7 +226,11 @@ fn v040_to_v100(r: &v040::Result, to: String) -> v100::Result {
         ips: r
             .ips
             .iter()
-            .map(|ip| v100::IpConfig { interface: ip.interface, address: ip.address, gateway: ip.gateway })
+            .map(|ip| v100::IpConfig {
+                interface: ip.interface,
+                address: ip.address,
+                gateway: ip.gateway,
+            })
             .collect(),
         routes: r.routes.clone(),
         dns: r.dns.clone(),
@@ -211,13 +243,22 @@ fn v100_to_v040(r: &v100::Result, to: String) -> v040::Result {
         interfaces: r
             .interfaces
             .iter()
-            .map(|i| v040::Interface { name: i.name.clone(), mac: i.mac.clone(), sandbox: i.sandbox.clone() })
+            .map(|i| v040::Interface {
+                name: i.name.clone(),
+                mac: i.mac.clone(),
+                sandbox: i.sandbox.clone(),
+            })
             .collect(),
         ips: r
             .ips
             .iter()
             .map(|ip| v040::IpConfig {
-                version: if is_ipv4(&ip.address.addr()) { "4" } else { "6" }.to_string(),
+                version: if is_ipv4(&ip.address.addr()) {
+                    "4"
+                } else {
+                    "6"
+                }
+                .to_string(),
                 interface: ip.interface,
                 address: ip.address,
                 gateway: ip.gateway,
@@ -233,16 +274,23 @@ fn v100_to_v040(r: &v100::Result, to: String) -> v040::Result {
 /// routes of each family (destination and gateway only), DNS.
 fn v040_to_v020(r: &v040::Result, to: String) -> std::result::Result<v020::Result, ResultError> {
     let pick = |family: &str| {
-        r.ips.iter().find(|ip| ip.version == family).map(|ip| v020::IpConfig {
-            ip: ip.address,
-            gateway: ip.gateway,
-            routes: Vec::new(),
-        })
+        r.ips
+            .iter()
+            .find(|ip| ip.version == family)
+            .map(|ip| v020::IpConfig {
+                ip: ip.address,
+                gateway: ip.gateway,
+                routes: Vec::new(),
+            })
     };
     let mut ip4 = pick("4");
     let mut ip6 = pick("6");
     for route in &r.routes {
-        let slot = if is_ipv4(&route.dst.addr()) { &mut ip4 } else { &mut ip6 };
+        let slot = if is_ipv4(&route.dst.addr()) {
+            &mut ip4
+        } else {
+            &mut ip6
+        };
         if let Some(config) = slot {
             config.routes.push(Route::new(route.dst, route.gw));
         }
@@ -250,17 +298,32 @@ fn v040_to_v020(r: &v040::Result, to: String) -> std::result::Result<v020::Resul
     if ip4.is_none() && ip6.is_none() {
         return Err(ResultError::NoValidIps);
     }
-    Ok(v020::Result { cni_version: to, ip4, ip6, dns: r.dns.clone() })
+    Ok(v020::Result {
+        cni_version: to,
+        ip4,
+        ip6,
+        dns: r.dns.clone(),
+    })
 }
 
 /// Parses a `prevResult` as upstream's `version.ParsePrevResult`: the result's own
 /// `cniVersion` if it has one, else the config's, read as the config version's family.
-pub fn parse_prev_result(config_version: &str, mut prev: Value) -> std::result::Result<Result, String> {
+pub fn parse_prev_result(
+    config_version: &str,
+    mut prev: Value,
+) -> std::result::Result<Result, String> {
     if let Value::Object(map) = &mut prev {
-        let missing = map.get("cniVersion").and_then(Value::as_str).is_none_or(str::is_empty);
+        let missing = map
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
         if missing {
-            map.insert("cniVersion".into(), Value::String(config_version.to_string()));
+            map.insert(
+                "cniVersion".into(),
+                Value::String(config_version.to_string()),
+            );
         }
     }
-    Result::from_value_as(config_version, prev).map_err(|e| format!("could not parse prevResult: {e}"))
+    Result::from_value_as(config_version, prev)
+        .map_err(|e| format!("could not parse prevResult: {e}"))
 }

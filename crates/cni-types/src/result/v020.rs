@@ -12,7 +12,11 @@ pub const VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Result {
-    #[serde(rename = "cniVersion", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cni_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip4: Option<IpConfig>,
