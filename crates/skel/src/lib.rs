@@ -366,3 +366,85 @@ fn check_not_own_netns(args: &CmdArgs) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    impl Plugin for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+
+        fn add(&self, _args: &CmdArgs) -> Result<CniResult, Error> {
+            cni_types::result::Result::from_slice(
+                br#"{"cniVersion":"1.1.0","ips":[{"address":"10.0.0.2/24"}]}"#,
+            )
+            .map_err(|e| Error::internal(e.to_string()))
+        }
+
+        fn del(&self, _args: &CmdArgs) -> Result<(), Error> {
+            Err(Error::new(1234, "typed errors keep their code"))
+        }
+
+        fn check(&self, _args: &CmdArgs) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    struct Banana;
+
+    impl Read for Banana {
+        fn read(&mut self, _buf: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("banana"))
+        }
+    }
+
+    fn call(command: &str, stdin: &mut dyn Read) -> (i32, String) {
+        let env = |name: &str| {
+            Some(match name {
+                "CNI_COMMAND" => command.to_string(),
+                "CNI_CONTAINERID" => "c1".into(),
+                "CNI_NETNS" => "/run/netns/none".into(),
+                "CNI_IFNAME" => "eth0".into(),
+                "CNI_PATH" => "/opt/cni/bin".into(),
+                _ => return None,
+            })
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(&Fixed, &env, stdin, &mut out, &mut err);
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn a_failing_stdin_is_an_io_error() {
+        let (code, out) = call("ADD", &mut Banana);
+        assert_eq!(code, 1);
+        assert_eq!(
+            out,
+            "{\n    \"code\": 5,\n    \"msg\": \"error reading from stdin: banana\"\n}"
+        );
+    }
+
+    #[test]
+    fn add_prints_the_result_in_the_requested_version() {
+        let (code, out) = call("ADD", &mut &br#"{"cniVersion":"0.3.1","name":"n"}"#[..]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("\"cniVersion\": \"0.3.1\"") && out.contains("\"version\": \"4\""),
+            "{out}"
+        );
+        // A result that cannot be expressed in 0.2.0 is a plain error.
+        let (code, out) = call("ADD", &mut &br#"{"cniVersion":"0.2.0","name":"n"}"#[..]);
+        assert_eq!(code, 0, "one IPv4 address converts: {out}");
+    }
+
+    #[test]
+    fn typed_errors_keep_their_code() {
+        let (code, out) = call("DEL", &mut &br#"{"cniVersion":"1.0.0","name":"n"}"#[..]);
+        assert_eq!(code, 1);
+        assert!(out.contains("\"code\": 1234"), "{out}");
+    }
+}
