@@ -3,10 +3,13 @@
 
 use cni_testkit::{Sandbox, require_root};
 
+/// A way to leave something behind in a sandbox.
+type Leak<'a> = (&'a str, &'a dyn Fn(&Sandbox));
+
 #[test]
 fn the_leak_check_sees_links_routes_rules_and_files() {
     require_root!();
-    let cases: [(&str, &dyn Fn(&Sandbox)); 4] = [
+    let cases: [Leak; 4] = [
         ("link", &|s| {
             s.ip(
                 s.host_name(),
