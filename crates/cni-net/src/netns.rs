@@ -139,8 +139,19 @@ impl NetNs {
 }
 
 /// `/run/netns` must be a shared mount so that namespaces mounted there are visible in
-/// every mount namespace (as `ip netns` arranges).
+/// every mount namespace (as `ip netns` arranges). Done once per process, under a lock:
+/// two threads creating namespaces at once must not both bind the directory.
 fn make_shared_mount(dir: &Path) -> Result<()> {
+    static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !*done {
+        share_directory(dir)?;
+        *done = true;
+    }
+    Ok(())
+}
+
+fn share_directory(dir: &Path) -> Result<()> {
     let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
     if mount(None::<&str>, dir, None::<&str>, shared, None::<&str>).is_ok() {
         return Ok(());

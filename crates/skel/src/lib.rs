@@ -436,9 +436,12 @@ mod tests {
             out.contains("\"cniVersion\": \"0.3.1\"") && out.contains("\"version\": \"4\""),
             "{out}"
         );
-        // A result that cannot be expressed in 0.2.0 is a plain error.
         let (code, out) = call("ADD", &mut &br#"{"cniVersion":"0.2.0","name":"n"}"#[..]);
-        assert_eq!(code, 0, "one IPv4 address converts: {out}");
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("\"ip4\": {\n        \"ip\": \"10.0.0.2/24\""),
+            "{out}"
+        );
     }
 
     #[test]
