@@ -117,11 +117,11 @@ impl NetNs {
                 std::io::Error::other("panicked"),
             ))
         });
-        if let Err(e) = mounted.and_then(|()| NetNs::open(&path)).map(drop) {
+        let opened = mounted.and_then(|()| NetNs::open(&path));
+        if opened.is_err() {
             let _ = std::fs::remove_file(&path);
-            return Err(e);
         }
-        NetNs::open(&path)
+        opened
     }
 
     /// Removes a named namespace made by [`NetNs::create`] (or `ip netns add`): detach

@@ -75,7 +75,7 @@ fn spawn_with_retry(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result
                     .wait_with_output()
                     .map_err(|e| Error::new(code::UNKNOWN, e.to_string()));
             }
-            Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < TEXT_FILE_BUSY_TRIES => {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < TEXT_FILE_BUSY_TRIES => {
                 std::thread::sleep(Duration::from_secs(1));
             }
             Err(e) => {
@@ -88,10 +88,8 @@ fn spawn_with_retry(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result
     }
 }
 
-/// ETXTBSY on Linux.
-const fn libc_etxtbsy() -> i32 {
-    26
-}
+/// The errno of executing a file that is open for writing (Linux).
+const ETXTBSY: i32 = 26;
 
 /// Upstream's three ways to describe a failed plugin (`pkg/invoke/raw_exec.go`).
 pub fn plugin_error(output: &Output) -> Error {
