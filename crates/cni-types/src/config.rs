@@ -113,6 +113,9 @@ pub struct NetConfList {
     pub plugins: Vec<PluginConf>,
     /// The whole object as loaded, unknown keys included.
     pub raw: Map<String, Value>,
+    /// The bytes the list was read from; runtimes cache them with each attachment
+    /// (upstream `NetworkConfigList.Bytes`).
+    pub bytes: Vec<u8>,
 }
 
 impl NetConfList {
@@ -164,6 +167,7 @@ impl NetConfList {
             load_only_inlined_plugins: read_bool("loadOnlyInlinedPlugins")?,
             plugins: Vec::new(),
             raw: Map::new(),
+            bytes: bytes.to_vec(),
         };
         match raw.get("plugins") {
             None if list.load_only_inlined_plugins => {
@@ -207,6 +211,7 @@ impl NetConfList {
             name: conf.name.clone(),
             cni_version: conf.cni_version.clone(),
             plugins: vec![conf],
+            bytes: serde_json::to_vec(&raw).unwrap_or_default(),
             raw,
             ..Default::default()
         }

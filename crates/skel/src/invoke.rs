@@ -4,6 +4,7 @@
 //! runtime library uses it for everything.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output, Stdio};
 use std::time::Duration;
@@ -46,7 +47,23 @@ const TEXT_FILE_BUSY_TRIES: u32 = 6;
 /// Executes `binary` with the caller's environment plus `env`, feeding `stdin`.
 /// A plugin that exits non-zero becomes an [`Error`] built as upstream builds it.
 pub fn exec(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Vec<u8>, Error> {
-    let output = spawn_with_retry(binary, env, stdin)?;
+    exec_with_timeout(binary, env, stdin, None)
+}
+
+/// How long a plugin has to exit after SIGTERM before it gets SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+
+/// [`exec`] with a time limit. A plugin still running after `timeout` gets SIGTERM,
+/// and SIGKILL [`TERMINATE_GRACE`] later; both go to its process group, so delegates
+/// it started go with it. The result is upstream's error for a plugin that died
+/// without output: `netplugin failed with no error message: signal: terminated`.
+pub fn exec_with_timeout(
+    binary: &Path,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, Error> {
+    let output = spawn_with_retry(binary, env, stdin, timeout)?;
     if output.status.success() {
         // On success the plugin's log lines go to our stderr, as upstream forwards them.
         let _ = std::io::stderr().write_all(&output.stderr);
@@ -55,7 +72,12 @@ pub fn exec(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Vec<u8>
     Err(plugin_error(&output))
 }
 
-fn spawn_with_retry(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Output, Error> {
+fn spawn_with_retry(
+    binary: &Path,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+    timeout: Option<Duration>,
+) -> Result<Output, Error> {
     let mut tries = 0;
     loop {
         tries += 1;
@@ -65,14 +87,13 @@ fn spawn_with_retry(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if timeout.is_some() {
+            // Its own process group, so that a timeout ends the plugin's children too.
+            process.process_group(0);
+        }
         match process.spawn() {
-            Ok(mut child) => {
-                if let Some(mut pipe) = child.stdin.take() {
-                    // A plugin that exits without reading stdin closes the pipe: not our error.
-                    let _ = pipe.write_all(stdin);
-                }
-                return child
-                    .wait_with_output()
+            Ok(child) => {
+                return run_to_end(child, stdin, timeout)
                     .map_err(|e| Error::new(code::UNKNOWN, e.to_string()));
             }
             Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < TEXT_FILE_BUSY_TRIES => {
@@ -86,6 +107,66 @@ fn spawn_with_retry(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result
             }
         }
     }
+}
+
+/// Feeds stdin, collects stdout and stderr, and waits for the plugin, ending it if
+/// it outlives `timeout`. Pipes are served by their own threads so that a plugin
+/// writing a lot never blocks on us.
+fn run_to_end(
+    mut child: std::process::Child,
+    stdin: &[u8],
+    timeout: Option<Duration>,
+) -> std::io::Result<Output> {
+    let Some(timeout) = timeout else {
+        if let Some(mut pipe) = child.stdin.take() {
+            // A plugin that exits without reading stdin closes the pipe: not our error.
+            let _ = pipe.write_all(stdin);
+        }
+        return child.wait_with_output();
+    };
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (exited_tx, exited_rx) = std::sync::mpsc::channel();
+    let mut stdin_pipe = child.stdin.take();
+    let mut stdout_pipe = child.stdout.take();
+    let mut stderr_pipe = child.stderr.take();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if let Some(pipe) = stdin_pipe.as_mut() {
+                let _ = pipe.write_all(stdin);
+            }
+        });
+        let stdout = scope.spawn(move || read_all(stdout_pipe.as_mut()));
+        let stderr = scope.spawn(move || read_all(stderr_pipe.as_mut()));
+        // Waits without reaping (WNOWAIT): the pid stays ours until `child.wait()`
+        // below, so a signal can never reach a recycled pid.
+        scope.spawn(move || {
+            use nix::sys::wait::{Id, WaitPidFlag, waitid};
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+            while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(pid), flags) {}
+            let _ = exited_tx.send(());
+        });
+        if exited_rx.recv_timeout(timeout).is_err() {
+            use nix::sys::signal::{Signal, killpg};
+            let _ = killpg(pid, Signal::SIGTERM);
+            if exited_rx.recv_timeout(TERMINATE_GRACE).is_err() {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+        }
+        let status = child.wait()?;
+        Ok(Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
+    })
+}
+
+fn read_all(pipe: Option<&mut impl std::io::Read>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes);
+    }
+    bytes
 }
 
 /// The errno of executing a file that is open for writing (Linux).

@@ -37,6 +37,34 @@ macro_rules! require_root {
     };
 }
 
+/// A binary of this workspace (`rcni`, `cnitool`, the test doubles `cni-test-noop`
+/// and `cni-test-sleep`), from the target directory the running test was built in.
+/// `cargo test --workspace` builds them all before any test runs.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A temporary plugin directory (`CNI_PATH`) holding symlinks `name -> binary`.
+pub fn plugin_dir_with(links: &[(&str, &Path)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("plugin dir");
+    for (name, binary) in links {
+        std::os::unix::fs::symlink(binary, dir.path().join(name)).expect("symlink plugin");
+    }
+    dir
+}
+
 /// What a plugin run printed and how it exited.
 #[derive(Debug)]
 pub struct PluginOutput {

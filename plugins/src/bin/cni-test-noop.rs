@@ -6,11 +6,13 @@
 //!
 //! ```json
 //! {"reportResult": {...} | "PASSTHROUGH", "reportError": "msg", "reportErrorCode": 7,
-//!  "reportStderr": "text", "exitWithCode": 3, "reportVersionSupport": ["0.4.0"]}
+//!  "reportStderr": "text", "exitWithCode": 3, "reportVersionSupport": ["0.4.0"],
+//!  "commandLog": "/path/shared.log"}
 //! ```
 //!
-//! Each call appends one JSON line to `<debug file>.log`:
-//! `{"command","containerID","netns","ifname","args","path","stdin"}`.
+//! Each call appends one JSON line to `<debug file>.log`, and to `commandLog` when
+//! given (a log several plugins share, to see the order of calls):
+//! `{"command","containerID","netns","ifname","args","path","stdin","debugFile"}`.
 
 use std::io::{Read, Write};
 
@@ -29,6 +31,7 @@ struct Instructions {
     report_stderr: String,
     exit_with_code: Option<i32>,
     report_version_support: Option<Vec<String>>,
+    command_log: Option<String>,
 }
 
 struct Noop {
@@ -130,13 +133,21 @@ fn main() {
             "args": var("CNI_ARGS"),
             "path": var("CNI_PATH"),
             "stdin": serde_json::from_slice::<Value>(&stdin).unwrap_or(Value::String(String::from_utf8_lossy(&stdin).into())),
+            "debugFile": path,
         });
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(format!("{path}.log"));
-        if let Ok(mut log) = log {
-            let _ = writeln!(log, "{record}");
+        let logs = [
+            Some(format!("{path}.log")),
+            instructions.command_log.clone(),
+        ];
+        for log in logs.iter().flatten() {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log);
+            if let Ok(mut log) = log {
+                // One write per record, so that concurrent calls never interleave.
+                let _ = log.write_all(format!("{record}\n").as_bytes());
+            }
         }
     }
     if !instructions.report_stderr.is_empty() {
