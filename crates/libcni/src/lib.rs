@@ -57,6 +57,12 @@ pub use cni_types::config::{GcAttachment, NetConfList, PluginConf};
 pub use cni_types::result::Result as CniResult;
 pub use error::Error;
 
+/// Finds a plugin binary in `paths` as upstream does: the first regular file named
+/// `plugin_type`; a name with a `/` is refused.
+pub fn find_plugin(plugin_type: &str, paths: &[String]) -> Result<std::path::PathBuf, String> {
+    cni_skel::invoke::find_in_path(plugin_type, paths)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

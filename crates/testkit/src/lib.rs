@@ -205,6 +205,21 @@ impl Sandbox {
             .expect("enter the sandbox host netns")
     }
 
+    /// Runs a program inside the host namespace with extra environment variables,
+    /// as a runtime tool (cnitool, the scripts) would run on that host.
+    pub fn run_in_host(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.host
+            .run(|| {
+                Command::new(program)
+                    .args(args)
+                    .envs(env.iter().copied())
+                    .stdin(Stdio::null())
+                    .output()
+            })
+            .expect("enter the sandbox host netns")
+            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
+    }
+
     /// Runs `ip -n <ns> ARGS` and returns its stdout; panics if it fails.
     pub fn ip(&self, netns: &str, args: &[&str]) -> String {
         let output = Command::new("ip")
