@@ -5,9 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: iproute2 (ip netns, the tests' view of the kernel),
-# containernetworking-plugins (upstream's Go plugins in /usr/lib/cni, for interop tests).
-PACKAGES="iproute2 containernetworking-plugins"
+# System packages:
+#   iproute2                      ip netns, the tests' view of the kernel
+#   containernetworking-plugins   upstream's Go plugins in /usr/lib/cni, for interop tests
+#   iptables                      Go bridge's ipMasq (the seed walkthrough)
+#   iputils-ping                  ping from a container to its gateway
+#   jq                            scripts/exec-plugins.sh
+#   shellcheck                    lint of scripts/*.sh
+PACKAGES="iproute2 containernetworking-plugins iptables iputils-ping jq shellcheck"
 if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
@@ -18,6 +23,7 @@ else
 fi
 
 cargo fmt --all -- --check
+shellcheck scripts/*.sh .ci/run
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

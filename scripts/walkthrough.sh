@@ -34,7 +34,7 @@ cni() { # cni VERB: run the loopback plugin inside the host netns, as a runtime 
         CNI_IFNAME=lo CNI_PATH="$work/bin" "$work/bin/loopback"
 }
 
-echo "== plugins installed: $(ls "$work/bin" | tr '\n' ' ')($(du -h "$work/bin/loopback" | cut -f1) in all)"
+echo "== plugins installed: $(cd "$work/bin" && printf '%s ' *)($(du -h "$work/bin/loopback" | cut -f1) in all)"
 echo "== container before ADD:"; ip -n "$ctr" addr show lo
 echo "== ADD result:"; cni ADD; echo
 echo "== container after ADD:"; ip -n "$ctr" addr show lo
