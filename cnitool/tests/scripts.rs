@@ -8,7 +8,9 @@ use cni_testkit::{Sandbox, plugin_dir_with, require_root, workspace_binary};
 use serde_json::{Value, json};
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -35,10 +37,19 @@ fn run(args: &[&str], netconf: &Path, cni_path: &Path) -> Output {
 
 #[test]
 fn exec_plugins_usage() {
-    let out = Command::new(script("exec-plugins.sh")).arg("add").output().expect("run");
+    let out = Command::new(script("exec-plugins.sh"))
+        .arg("add")
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).starts_with("Usage: "), "{}", text(&out.stdout));
-    let out = Command::new(script("priv-net-run.sh")).output().expect("run");
+    assert!(
+        text(&out.stdout).starts_with("Usage: "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = Command::new(script("priv-net-run.sh"))
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).starts_with("Usage: "));
 }
@@ -77,7 +88,12 @@ fn exec_plugins_runs_every_conf_file_in_order() {
 
     for verb in ["add", "del"] {
         let out = run(&[verb, "c1", "/run/netns/none"], &netconf, bin.path());
-        assert!(out.status.success(), "{verb}: {}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{verb}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
     }
     let calls: Vec<Value> = std::fs::read_to_string(state.path().join("calls"))
         .expect("calls")
@@ -92,7 +108,11 @@ fn exec_plugins_runs_every_conf_file_in_order() {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            (c["command"].as_str().unwrap_or_default().into(), id, c["ifname"].as_str().unwrap_or_default().into())
+            (
+                c["command"].as_str().unwrap_or_default().into(),
+                id,
+                c["ifname"].as_str().unwrap_or_default().into(),
+            )
         })
         .collect();
     let expected = |cmd: &str| {
@@ -105,16 +125,26 @@ fn exec_plugins_runs_every_conf_file_in_order() {
     // As upstream, DEL runs in file order too, without cached results.
     assert_eq!(seen, [expected("ADD"), expected("DEL")].concat());
     let p1 = &calls[0]["stdin"];
-    assert_eq!((p1["name"].as_str(), p1["cniVersion"].as_str()), (Some("alist"), Some("0.4.0")));
+    assert_eq!(
+        (p1["name"].as_str(), p1["cniVersion"].as_str()),
+        (Some("alist"), Some("0.4.0"))
+    );
     assert_eq!(p1["note"], "with spaces");
     assert!(p1.get("prevResult").is_none());
     assert_eq!(calls[1]["stdin"]["prevResult"], first, "chained");
-    assert!(calls[2]["stdin"].get("prevResult").is_none(), "no leak into the next network");
+    assert!(
+        calls[2]["stdin"].get("prevResult").is_none(),
+        "no leak into the next network"
+    );
     assert_eq!(calls[0]["containerID"], "c1");
     assert_eq!(calls[0]["netns"], "/run/netns/none");
 
     // A failing plugin stops the run with its message.
-    std::fs::write(state.path().join("p2"), json!({"reportError": "no way"}).to_string()).expect("write");
+    std::fs::write(
+        state.path().join("p2"),
+        json!({"reportError": "no way"}).to_string(),
+    )
+    .expect("write");
     let out = run(&["add", "c1", "/run/netns/none"], &netconf, bin.path());
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), "alist : error executing ADD: no way\n");
@@ -142,15 +172,25 @@ fn priv_net_run_with_go_plugins() {
         .to_string(),
     )
     .expect("write");
-    let env = [("NETCONFPATH", netconf.to_str().expect("utf-8")), ("CNI_PATH", "/usr/lib/cni")];
+    let env = [
+        ("NETCONFPATH", netconf.to_str().expect("utf-8")),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
     let out = sandbox.run_in_host(&script("priv-net-run.sh"), &["ip", "addr"], &env);
     let printed = text(&out.stdout);
     assert!(out.status.success(), "{printed}{}", text(&out.stderr));
-    assert!(printed.contains("eth0@") && printed.contains("inet 10.22."), "{printed}");
+    assert!(
+        printed.contains("eth0@") && printed.contains("inet 10.22."),
+        "{printed}"
+    );
     let veths = sandbox.ip(sandbox.host_name(), &["-o", "link", "show", "type", "veth"]);
     assert!(veths.is_empty(), "detached after: {veths}");
     let leases: Vec<_> = std::fs::read_dir(data_dir.join("mynet"))
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("10.")).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                .count()
+        })
         .into_iter()
         .collect();
     assert_eq!(leases, [0], "address released");
