@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 #   iptables                      Go bridge's ipMasq (the seed walkthrough)
 #   iputils-ping                  ping from a container to its gateway
 #   jq                            scripts/exec-plugins.sh
-#   shellcheck                    lint of scripts/*.sh
+#   (and shellcheck)              lint of scripts/*.sh
 PACKAGES="iproute2 containernetworking-plugins iptables iputils-ping jq shellcheck"
 if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -611,7 +611,38 @@ fn a_plugin_that_hangs_is_ended() {
     assert!(cni.get_version_info("sleep").is_err());
 }
 
-/// A plugin written as a shell script, answering VERSION as `reply` does.
+#[test]
+fn a_plugin_that_ignores_sigterm_gets_sigkill() {
+    let r = Runtime::new();
+    // Ignored signals stay ignored across exec, so the script's children ignore it too.
+    script(
+        r.bin.path(),
+        "stubborn",
+        "trap '' TERM\nwhile :; do sleep 0.1; done",
+    );
+    let cni = r.cni.clone().with_timeout(Duration::from_millis(300));
+    let net =
+        list(json!({"cniVersion": "1.0.0", "name": "slow", "plugins": [{"type": "stubborn"}]}));
+    let started = Instant::now();
+    let e = cni.add_network_list(&net, &rt()).expect_err("killed");
+    let elapsed = started.elapsed();
+    assert!(
+        e.to_string()
+            .ends_with("netplugin failed with no error message: signal: killed"),
+        "{e}"
+    );
+    assert!(
+        elapsed >= libcni_grace(),
+        "SIGKILL only after the grace period: {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
+
+fn libcni_grace() -> Duration {
+    cni_skel::invoke::TERMINATE_GRACE
+}
+
+/// A plugin written as a shell script.
 fn script(dir: &Path, name: &str, body: &str) {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
