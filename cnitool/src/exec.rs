@@ -78,17 +78,11 @@ pub fn run(
             };
             let rt = crate::runtime_conf(&netns_path, &ifname)?;
             // A failed ADD is still DELeted (spec: DEL follows every ADD).
-            let added = cni.add_network_list(&list, &rt);
+            let added = cni
+                .add_network_list(&list, &rt)
+                .map_err(|e| format!("{}: {e}", list.name));
             attached.push(Attached { list, rt });
-            if let Err(e) = added {
-                return Err(format!(
-                    "{}: {e}",
-                    attached
-                        .last()
-                        .map(|a| a.list.name.as_str())
-                        .unwrap_or_default()
-                ));
-            }
+            added?;
             if let Some(signal) = signals.pending().find(|s| *s != SIGCHLD) {
                 return Err(format!("interrupted by signal {signal}"));
             }

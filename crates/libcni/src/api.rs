@@ -158,7 +158,9 @@ impl CniConfig {
 
     /// CHECK: every plugin, in order, with the cached result as `prevResult`.
     pub fn check_network_list(&self, list: &NetConfList, rt: &RuntimeConf) -> Result<(), Error> {
-        if !self.check_allowed(&Net::list(list))? || list.disable_check {
+        // Upstream checks the version first: an old list with disableCheck still errs.
+        require_check(&Net::list(list))?;
+        if list.disable_check {
             return Ok(());
         }
         self.check(&Net::list(list), rt)
@@ -181,9 +183,7 @@ impl CniConfig {
     pub fn check_network(&self, plugin: &PluginConf, rt: &RuntimeConf) -> Result<(), Error> {
         let bytes = single_bytes(plugin);
         let net = Net::single(plugin, &bytes);
-        if !self.check_allowed(&net)? {
-            return Ok(());
-        }
+        require_check(&net)?;
         self.check(&net, rt)
     }
 
@@ -228,13 +228,6 @@ impl CniConfig {
         let stdin = build_config(net, plugin, prev.map(CniResult::to_value), rt)?;
         let stdout = self.exec(&binary, Command::Add, rt, &stdin)?;
         Ok(invoke::parse_result(&stdout, net.version)?)
-    }
-
-    fn check_allowed(&self, net: &Net) -> Result<bool, Error> {
-        if !net.at_least("0.4.0")? {
-            return Err(Error::CheckNotSupported(net.version.into()));
-        }
-        Ok(true)
     }
 
     fn check(&self, net: &Net, rt: &RuntimeConf) -> Result<(), Error> {
@@ -535,6 +528,14 @@ impl CniConfig {
             self.timeout,
         )?)
     }
+}
+
+/// CHECK exists from spec 0.4.0.
+fn require_check(net: &Net) -> Result<(), Error> {
+    if !net.at_least("0.4.0")? {
+        return Err(Error::CheckNotSupported(net.version.into()));
+    }
+    Ok(())
 }
 
 fn cached_config_error(network: &str, bytes: &[u8]) -> String {
