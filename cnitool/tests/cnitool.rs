@@ -496,24 +496,26 @@ fn exec_cleans_up_on_ctrl_c() {
     let Some(bin) = go_plugins() else { return };
     let sandbox = Sandbox::new();
     let setup = seed_setup(&sandbox, bin);
+    // The command says when it runs, so the signal surely reaches it (not the setup).
+    let ready = sandbox.state_dir().join("ready");
+    let script = format!("touch {}; exec sleep 30", ready.display());
     let child = sandbox
         .host
         .run(|| {
             Command::new(CNITOOL)
-                .args(["exec", "mynet", "--", "sleep", "30"])
+                .args(["exec", "mynet", "--", "sh", "-c", &script])
                 .envs(setup.env())
                 .spawn()
         })
         .expect("enter host netns")
         .expect("spawn cnitool");
     let pid = child.id();
-    // Wait until the command runs: its veth exists.
     let started = std::time::Instant::now();
-    while veths(&sandbox).is_empty() {
-        assert!(started.elapsed().as_secs() < 20, "cnitool never attached");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    while !ready.exists() {
+        assert!(started.elapsed().as_secs() < 20, "the command never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(veths(&sandbox).len(), 1, "attached while it runs");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
