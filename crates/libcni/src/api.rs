@@ -20,6 +20,7 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni";
 /// One attachment of a container to a network, as the runtime describes it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuntimeConf {
+    /// The runtime's ID of the container (`CNI_CONTAINERID`).
     pub container_id: String,
     /// Path of the container's network namespace; may be empty for DEL.
     pub netns: String,
@@ -36,19 +37,26 @@ pub struct RuntimeConf {
 /// network is deleted.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GcArgs {
+    /// The `{containerID, ifname}` pairs that are still in use.
     pub valid_attachments: Vec<GcAttachment>,
 }
 
 /// An attachment found in the results cache.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkAttachment {
+    /// The container ID given at ADD.
     pub container_id: String,
+    /// The network (configuration list) name.
     pub network: String,
+    /// The interface name inside the container.
     pub ifname: String,
     /// The configuration list bytes cached at ADD.
     pub config: Vec<u8>,
+    /// The netns path given at ADD.
     pub netns: String,
+    /// The `CNI_ARGS` pairs given at ADD.
     pub cni_args: Vec<(String, String)>,
+    /// The capability arguments given at ADD.
     pub capability_args: Map<String, Value>,
 }
 
@@ -137,10 +145,12 @@ impl CniConfig {
         self
     }
 
+    /// The plugin directories, in search order.
     pub fn paths(&self) -> &[String] {
         &self.paths
     }
 
+    /// The results cache.
     pub fn cache(&self) -> &Cache {
         &self.cache
     }

@@ -22,26 +22,34 @@ pub const KIND: &str = "cniCacheV1";
 /// One cache file, field for field in upstream's order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
+    /// Always [`KIND`] for this format.
     pub kind: String,
+    /// The container ID given at ADD.
     #[serde(rename = "containerId")]
     pub container_id: String,
     /// The network configuration list's bytes, base64 as Go writes a `[]byte`.
     #[serde(with = "base64_bytes")]
     pub config: Vec<u8>,
+    /// The interface name inside the container.
     #[serde(rename = "ifName")]
     pub ifname: String,
+    /// The network (configuration list) name.
     #[serde(rename = "networkName")]
     pub network_name: String,
+    /// The netns path given at ADD.
     #[serde(rename = "netns", default, skip_serializing_if = "String::is_empty")]
     pub netns: String,
+    /// The `CNI_ARGS` pairs given at ADD, as `[key, value]` arrays.
     #[serde(rename = "cniArgs", default, skip_serializing_if = "Vec::is_empty")]
     pub cni_args: Vec<(String, String)>,
+    /// The capability arguments given at ADD.
     #[serde(
         rename = "capabilityArgs",
         default,
         skip_serializing_if = "Map::is_empty"
     )]
     pub capability_args: Map<String, Value>,
+    /// The final ADD result, in the version the last plugin answered in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
 }
@@ -78,10 +86,12 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// A cache kept in `dir` (its files go to `dir/results/`).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Cache { dir: dir.into() }
     }
 
+    /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

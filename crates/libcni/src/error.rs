@@ -13,7 +13,12 @@ pub enum Error {
     Plugin(cni_types::Error),
     /// Another error with upstream's context in front of it.
     #[error("{context}: {source}")]
-    Context { context: String, source: Box<Error> },
+    Context {
+        /// What was being done, e.g. `plugin type="bridge" failed (add)`.
+        context: String,
+        /// What went wrong.
+        source: Box<Error>,
+    },
     /// A configuration file or list could not be read or parsed.
     #[error("{0}")]
     Config(String),
@@ -22,7 +27,12 @@ pub enum Error {
     NoConfigsFound(PathBuf),
     /// The directory holds configurations, but none with this name.
     #[error("no net configuration with name {name:?} in {}", .dir.display())]
-    NotFound { name: String, dir: PathBuf },
+    NotFound {
+        /// The network asked for.
+        name: String,
+        /// The directory searched.
+        dir: PathBuf,
+    },
     /// CHECK was asked of a list whose version predates it (< 0.4.0).
     #[error("configuration version {0:?} does not support the CHECK command")]
     CheckNotSupported(String),

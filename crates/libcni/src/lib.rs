@@ -47,6 +47,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 mod api;
 pub mod cache;
 pub mod conf;

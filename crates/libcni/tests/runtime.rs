@@ -780,3 +780,20 @@ fn works_from_a_tokio_runtime() {
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(r.calls().len(), 4 * 6);
 }
+
+#[test]
+fn plugins_get_the_callers_environment_too() {
+    let r = Runtime::new();
+    script(
+        r.bin.path(),
+        "envdump",
+        r#"printf '{"cniVersion":"1.0.0","dns":{"domain":"%s","search":["%s"]}}' "$PATH" "$CNI_COMMAND""#,
+    );
+    let net = list(json!({"cniVersion": "1.0.0", "name": "env", "plugins": [{"type": "envdump"}]}));
+    let result = r.cni.add_network_list(&net, &rt()).expect("ADD").to_value();
+    assert_eq!(
+        result["dns"]["domain"],
+        std::env::var("PATH").unwrap_or_default()
+    );
+    assert_eq!(result["dns"]["search"], json!(["ADD"]));
+}
