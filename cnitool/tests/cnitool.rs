@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cni_testkit::{Sandbox, plugin_dir_with, require_root, workspace_binary};
+use cni_testkit::{Sandbox, noop_calls, plugin_dir_with, require_root, workspace_binary};
 use serde_json::{Value, json};
 
 const CNITOOL: &str = env!("CARGO_BIN_EXE_cnitool");
@@ -100,11 +100,7 @@ fn noop_setup() -> (Setup, tempfile::TempDir, String) {
 }
 
 fn calls(debug: &str) -> Vec<Value> {
-    std::fs::read_to_string(format!("{debug}.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("log line"))
-        .collect()
+    noop_calls(Path::new(&format!("{debug}.log")))
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cni_testkit::{plugin_dir_with, workspace_binary};
+use cni_testkit::{noop_calls, plugin_dir_with, workspace_binary};
 use libcni::{CniConfig, Error, GcArgs, GcAttachment, NetConfList, RuntimeConf};
 use serde_json::{Value, json};
 
@@ -41,10 +41,7 @@ impl Runtime {
 
     /// Every call so far, in order, from the shared log.
     fn calls(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.calls_path()).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("log line"))
-            .collect()
+        noop_calls(&self.calls_path())
     }
 
     /// `(command, plugin id)` for every call so far.

@@ -56,6 +56,16 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The calls the `cni-test-noop` double recorded in `log` (one JSON object per line:
+/// command, `CNI_*` values, stdin, debugFile), oldest first; none if there is no log.
+pub fn noop_calls(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line from cni-test-noop"))
+        .collect()
+}
+
 /// A temporary plugin directory (`CNI_PATH`) holding symlinks `name -> binary`.
 pub fn plugin_dir_with(links: &[(&str, &Path)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("plugin dir");
