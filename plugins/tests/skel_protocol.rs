@@ -376,5 +376,11 @@ fn rcni_lists_and_installs_its_plugins() {
     assert!(again.status.success());
     let reinstalled = std::fs::metadata(plugin("loopback")).expect("installed");
     assert_eq!(installed.ino(), reinstalled.ino());
+    let after: Vec<_> = std::fs::read_dir(common::plugin_dir())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(after, ["loopback"], "no temporary link left by a reinstall");
     assert!(installed.nlink() >= 2, "a hard link, not a copy");
 }

@@ -68,8 +68,11 @@ fn install(dir: &Path) -> ExitCode {
         let placed =
             std::fs::hard_link(&exe, &temp).or_else(|_| std::fs::copy(&exe, &temp).map(drop));
         // Rename over the old file: a runtime never sees a missing or half-written plugin.
-        if let Err(e) = placed.and_then(|()| std::fs::rename(&temp, &target)) {
-            let _ = std::fs::remove_file(&temp);
+        let renamed = placed.and_then(|()| std::fs::rename(&temp, &target));
+        // rename() of two links to the same file does nothing and succeeds (POSIX), so
+        // when the target already is this binary the temporary link is still there.
+        let _ = std::fs::remove_file(&temp);
+        if let Err(e) = renamed {
             return usage(&format!("cannot install {}: {e}", target.display()));
         }
         println!("{}", target.display());

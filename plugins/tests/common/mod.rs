@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// A directory where `rcni install` put the plugins (done once per test binary).
+/// A directory where `rcni install` put the plugins (done once per test binary). It
+/// lives in the target directory and is reused by every run, so tests leave nothing in
+/// /tmp; `rcni install` replaces each link atomically.
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rcni-plugins-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_rcni"))
             .arg("install")
             .arg(&dir)
