@@ -19,7 +19,7 @@ pub fn print(cni: &CniConfig, dir: &Path) -> Result<(), libcni::Error> {
             file.display()
         );
         for plugin in &list.plugins {
-            let found = find(cni, &plugin.plugin_type);
+            let found = libcni::find_plugin(&plugin.plugin_type, cni.paths());
             let versions = match (&found, cni.get_version_info(&plugin.plugin_type)) {
                 (Err(e), _) => format!("not usable: {e}"),
                 (Ok(_), Err(e)) => format!("VERSION failed: {e}"),
@@ -37,8 +37,4 @@ pub fn print(cni: &CniConfig, dir: &Path) -> Result<(), libcni::Error> {
         }
     }
     Ok(())
-}
-
-fn find(cni: &CniConfig, plugin_type: &str) -> Result<std::path::PathBuf, String> {
-    libcni::find_plugin(plugin_type, cni.paths())
 }

@@ -362,12 +362,18 @@ fn rcni_lists_and_installs_its_plugins() {
     );
     // Installed as a hard link to the binary: same inode.
     let installed = std::fs::metadata(plugin("loopback")).expect("installed");
-    let dir_entries: Vec<_> = std::fs::read_dir(common::plugin_dir())
-        .expect("dir")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert_eq!(dir_entries, ["loopback"], "only plugins are installed");
+    let installed_names = || -> Vec<_> {
+        std::fs::read_dir(common::plugin_dir())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect()
+    };
+    assert_eq!(
+        installed_names(),
+        ["loopback"],
+        "only plugins are installed"
+    );
     // Installing again replaces the links in place.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_rcni"))
         .args(["install", &common::plugin_dir().display().to_string()])
@@ -376,11 +382,10 @@ fn rcni_lists_and_installs_its_plugins() {
     assert!(again.status.success());
     let reinstalled = std::fs::metadata(plugin("loopback")).expect("installed");
     assert_eq!(installed.ino(), reinstalled.ino());
-    let after: Vec<_> = std::fs::read_dir(common::plugin_dir())
-        .expect("dir")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert_eq!(after, ["loopback"], "no temporary link left by a reinstall");
+    assert_eq!(
+        installed_names(),
+        ["loopback"],
+        "no temporary link left by a reinstall"
+    );
     assert!(installed.nlink() >= 2, "a hard link, not a copy");
 }
