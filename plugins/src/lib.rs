@@ -4,13 +4,20 @@
 // `main` as in upstream's plugins/main (the interface-creating plugins), not a binary.
 #![allow(special_module_name)]
 
+pub mod ipam;
 pub mod main;
 
 use cni_skel::Plugin;
 
 /// Every plugin in this binary, by the name it is installed under.
 pub fn plugins() -> Vec<(&'static str, &'static dyn Plugin)> {
-    vec![("loopback", &main::loopback::Loopback)]
+    vec![
+        ("bridge", &main::bridge::Bridge),
+        ("host-local", &ipam::host_local::HostLocal),
+        ("loopback", &main::loopback::Loopback),
+        ("ptp", &main::ptp::Ptp),
+        ("static", &ipam::static_ipam::Static),
+    ]
 }
 
 /// The plugin installed as `name`, if this binary has it.

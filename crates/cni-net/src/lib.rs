@@ -7,11 +7,19 @@
 //! - [`netlink`]: a synchronous rtnetlink socket, bound to the namespace it was opened
 //!   in, with the link and address operations plugins need.
 
+pub mod addr;
+pub mod iface;
+pub mod link;
+pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+pub mod route;
+pub mod sysctl;
 
-pub use netlink::{Address, Link, Netlink};
+pub use link::{EEXIST, ENODEV, parse_mac};
+pub use netlink::{Address, BridgePort, Link, Netlink, format_mac};
 pub use netns::NetNs;
+pub use route::Route;
 
 /// Errors from kernel operations.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,11 @@ pub enum NetError {
         errno: i32,
         message: Option<String>,
     },
+    /// No link of that name (upstream's `Link not found`; DEL treats it as done).
+    #[error("failed to find link {0:?}: Link not found")]
+    LinkNotFound(String),
+    #[error("{0}")]
+    Other(String),
     #[error("{op}: malformed netlink reply: {detail}")]
     Decode { op: String, detail: String },
 }

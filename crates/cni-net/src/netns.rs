@@ -58,6 +58,11 @@ impl NetNs {
         NetNs::open("/proc/thread-self/ns/net")
     }
 
+    /// Whether this is the namespace of the calling thread.
+    pub fn is_current(&self) -> bool {
+        NetNs::current().is_ok_and(|current| self.same_as(&current))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -178,5 +183,11 @@ impl Drop for SwitchBack {
             eprintln!("fatal: cannot switch back to the original network namespace");
             std::process::abort();
         }
+    }
+}
+
+impl std::os::fd::AsRawFd for NetNs {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
     }
 }

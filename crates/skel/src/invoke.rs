@@ -13,7 +13,9 @@ use cni_types::result::Result as CniResult;
 use cni_types::{Error, code};
 use serde_json::Value;
 
-use crate::{CmdArgs, Command};
+use std::sync::OnceLock;
+
+use crate::{CmdArgs, Command, Plugin};
 
 /// Finds `plugin` in `paths`: the first regular file named so (upstream
 /// `invoke.FindInPath`; the execute bit is not checked).
@@ -250,6 +252,9 @@ pub fn parse_result(stdout: &[u8], request_version: &str) -> Result<CniResult, E
 /// works when the plugin runs in-process.
 fn delegate(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
     let binary = find_in_path(plugin_type, &args.paths()).map_err(Error::internal)?;
+    if let Some(plugin) = in_process_plugin(&binary, plugin_type) {
+        return run_in_process(plugin, command, args);
+    }
     let env = [
         ("CNI_COMMAND", command.as_str()),
         ("CNI_CONTAINERID", args.container_id.as_str()),
@@ -260,6 +265,70 @@ fn delegate(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u
         ("CNI_NETNS_OVERRIDE", args.netns_override.as_str()),
     ];
     exec(&binary, &env, &args.stdin)
+}
+
+/// Finds the plugins this executable contains, by name; set once by a multicall
+/// binary with [`set_in_process_plugins`].
+type PluginTable = fn(&str) -> Option<&'static dyn Plugin>;
+
+static IN_PROCESS: OnceLock<PluginTable> = OnceLock::new();
+
+/// Lets delegation run a plugin of this same executable in-process instead of
+/// executing it: when the delegate found on `CNI_PATH` is this very file (same
+/// device and inode), exec would only start a second copy of this code.
+pub fn set_in_process_plugins(table: PluginTable) {
+    let _ = IN_PROCESS.set(table);
+}
+
+fn in_process_plugin(binary: &Path, plugin_type: &str) -> Option<&'static dyn Plugin> {
+    use std::os::unix::fs::MetadataExt;
+    let table = IN_PROCESS.get()?;
+    let found = std::fs::metadata(binary).ok()?;
+    let own = std::fs::metadata("/proc/self/exe").ok()?;
+    if (found.dev(), found.ino()) != (own.dev(), own.ino()) {
+        return None;
+    }
+    table(plugin_type)
+}
+
+/// Runs `plugin` as [`exec`] would run it, with exactly the same inputs (the `CNI_*`
+/// environment and stdin) and outputs (stdout and the exit code, read the same way).
+fn run_in_process(plugin: &dyn Plugin, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
+    let env = [
+        ("CNI_COMMAND", command.as_str()),
+        ("CNI_CONTAINERID", args.container_id.as_str()),
+        ("CNI_NETNS", args.netns.as_str()),
+        ("CNI_IFNAME", args.ifname.as_str()),
+        ("CNI_ARGS", args.args.as_str()),
+        ("CNI_PATH", args.path.as_str()),
+        ("CNI_NETNS_OVERRIDE", args.netns_override.as_str()),
+    ];
+    let getenv = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+            .or_else(|| std::env::var(name).ok())
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let code = crate::run(
+        plugin,
+        &getenv,
+        &mut &args.stdin[..],
+        &mut stdout,
+        &mut stderr,
+    );
+    // A delegate's stderr goes to ours, as an exec'd plugin's would.
+    let _ = std::io::stderr().write_all(&stderr);
+    if code == 0 {
+        return Ok(stdout);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Err(plugin_error(&Output {
+        status: std::process::ExitStatus::from_raw(code << 8),
+        stdout,
+        stderr,
+    }))
 }
 
 /// Delegated ADD; the result is read in the request's version.

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let invoked_as = args.first().map(|a| basename(a)).unwrap_or_default();
+    // Delegated IPAM plugins that are this same binary run in-process.
+    cni_skel::invoke::set_in_process_plugins(rcni::plugin);
     if let Some(plugin) = rcni::plugin(&invoked_as) {
         cni_skel::main(plugin);
     }

@@ -1,0 +1,232 @@
+//! Interface-level recipes shared by the main plugins (upstream `pkg/ip` and
+//! `pkg/ipam`): the veth pair with a random host name, deleting a link while
+//! remembering its addresses, and ConfigureIface.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use cni_types::result::v100;
+use ipnet::IpNet;
+
+use crate::link::EEXIST;
+use crate::route::Route;
+use crate::{Link, NetError, NetNs, Netlink, Result, sysctl};
+
+/// `veth` + 8 random hex digits, as upstream's `RandomVethName`.
+pub fn random_veth_name() -> Result<String> {
+    let mut bytes = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| NetError::io("failed to generate random veth name", e))?;
+    Ok(format!("veth{:08x}", u32::from_be_bytes(bytes)))
+}
+
+/// The two ends of a new veth pair.
+#[derive(Debug, Clone)]
+pub struct VethPair {
+    /// The end in the host namespace.
+    pub host: Link,
+    /// The end in the container namespace.
+    pub container: Link,
+}
+
+/// Creates a veth pair from inside the container (upstream `SetupVeth`): the
+/// container end is `ifname`; the host end gets a random `vethXXXXXXXX` name and is
+/// created directly in `host_netns`, set up, with `accept_ra=0`. A clash on the
+/// random name is retried; a clash on `ifname` is upstream's error.
+pub fn setup_veth(
+    container: &mut Netlink,
+    ifname: &str,
+    mtu: u32,
+    mac: Option<[u8; 6]>,
+    host: &mut Netlink,
+    host_netns: &NetNs,
+) -> Result<VethPair> {
+    let mut tries = 0;
+    let host_name = loop {
+        let peer = random_veth_name()?;
+        match container.create_veth(ifname, mtu, mac, &peer, host_netns) {
+            Ok(()) => break peer,
+            Err(e) if e.errno() == Some(EEXIST) => {
+                // Which name clashed? The container's own name is a hard error.
+                if container.link_by_name(ifname)?.is_some() {
+                    return Err(NetError::Other(format!(
+                        "container veth name ({ifname:?}) peer provided ({peer:?}) already exists"
+                    )));
+                }
+                tries += 1;
+                if tries >= 10 {
+                    return Err(NetError::Other(format!(
+                        "failed to find a unique veth name: {e}"
+                    )));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let host_link = host.require_link(&host_name)?;
+    host.set_link_up(host_link.index, true)?;
+    // Router advertisements on the host end would configure the host; errors are
+    // ignored as upstream does (IPv6 may be disabled).
+    let _ = sysctl::write(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+    let container_link = container.require_link(ifname)?;
+    Ok(VethPair {
+        host: host.require_link(&host_name)?,
+        container: container_link,
+    })
+}
+
+/// Deletes `ifname` and returns its global unicast addresses (upstream
+/// `DelLinkByNameAddr`); a missing link is `LinkNotFound`.
+pub fn delete_link_with_addresses(netlink: &mut Netlink, ifname: &str) -> Result<Vec<IpNet>> {
+    let link = netlink.require_link(ifname)?;
+    let addresses = netlink
+        .addresses(link.index)?
+        .into_iter()
+        .map(|a| a.address)
+        .filter(is_global_unicast)
+        .collect();
+    netlink.delete_link(link.index)?;
+    Ok(addresses)
+}
+
+fn is_global_unicast(net: &IpNet) -> bool {
+    match net.addr() {
+        IpAddr::V4(ip) => {
+            !(ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_multicast()
+                || ip.is_broadcast()
+                || ip.is_unspecified())
+        }
+        IpAddr::V6(ip) => {
+            !(ip.is_loopback()
+                || ip.is_multicast()
+                || ip.is_unspecified()
+                || ip.segments()[0] & 0xffc0 == 0xfe80)
+        }
+    }
+}
+
+/// ConfigureIface (upstream `pkg/ipam`): adds the result's addresses that belong to
+/// `ifname` (by interface index), brings the link up, waits for IPv6 DAD when a v6
+/// gateway exists, and adds the routes (a missing gateway defaults to the first
+/// gateway of the same family). The sysctls are written inside `netns`.
+pub fn configure_iface(
+    netns: &NetNs,
+    netlink: &mut Netlink,
+    ifname: &str,
+    result: &v100::Result,
+) -> Result<()> {
+    if result.interfaces.is_empty() {
+        return Err(NetError::Other("no interfaces to configure".into()));
+    }
+    let link = netlink
+        .link_by_name(ifname)?
+        .ok_or_else(|| NetError::Other(format!("failed to lookup {ifname:?}: Link not found")))?;
+    let mut v4_gateway = None;
+    let mut v6_gateway = None;
+    let mut has_v6 = false;
+    for ip in &result.ips {
+        let Some(index) = ip.interface else { continue };
+        let owner = usize::try_from(index)
+            .ok()
+            .and_then(|i| result.interfaces.get(i));
+        if owner.is_none_or(|i| i.name != ifname) {
+            return Err(NetError::Other(format!(
+                "failed to add IP addr {} to {ifname:?}: invalid interface index",
+                ip.address
+            )));
+        }
+        let v6 = ip.address.addr().is_ipv6();
+        if v6 && !has_v6 {
+            has_v6 = true;
+            netns.run(|| enable_ipv6(ifname))??;
+        }
+        netlink
+            .add_address(link.index, ip.address, false)
+            .map_err(|e| {
+                NetError::Other(format!(
+                    "failed to add IP addr {} to {ifname:?}: {e}",
+                    ip.address
+                ))
+            })?;
+        if let Some(gw) = ip.gateway {
+            if gw.is_ipv4() {
+                v4_gateway.get_or_insert(gw);
+            } else {
+                v6_gateway.get_or_insert(gw);
+            }
+        }
+    }
+    netlink
+        .set_link_up(link.index, true)
+        .map_err(|e| NetError::Other(format!("failed to set {ifname:?} UP: {e}")))?;
+    if v6_gateway.is_some() {
+        settle_addresses(netlink, &link, Duration::from_secs(5))?;
+    }
+    for route in &result.routes {
+        let gw = route.gw.or(if route.dst.addr().is_ipv4() {
+            v4_gateway
+        } else {
+            v6_gateway
+        });
+        let mut kernel_route = Route::new(route.dst, gw, link.index);
+        kernel_route.metric = u32::try_from(route.priority).unwrap_or(0);
+        kernel_route.table = route.table.and_then(|t| u32::try_from(t).ok()).unwrap_or(0);
+        kernel_route.scope = route.scope.and_then(|s| u8::try_from(s).ok()).unwrap_or(0);
+        netlink.append_route(&kernel_route).map_err(|e| {
+            NetError::Other(format!(
+                "failed to add route '{{{} {}}}': {e}",
+                route.dst,
+                gw.map(|g| g.to_string()).unwrap_or_else(|| "<nil>".into())
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Turns IPv6 on for `lo` and `ifname` if it is off, and keeps addresses when the
+/// link goes down (upstream does both before the first v6 address).
+fn enable_ipv6(ifname: &str) -> Result<()> {
+    for dev in ["lo", ifname] {
+        let name = format!("net/ipv6/conf/{dev}/disable_ipv6");
+        if sysctl::read(&name).is_ok_and(|v| v != "0") {
+            sysctl::write(&name, "0")?;
+        }
+    }
+    sysctl::write(&format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1")
+}
+
+/// Waits until no IPv6 address on `link` is tentative (upstream `SettleAddresses`).
+pub fn settle_addresses(netlink: &mut Netlink, link: &Link, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let addresses = netlink.addresses(link.index)?;
+        if let Some(failed) = addresses.iter().find(|a| a.dad_failed) {
+            return Err(NetError::Other(format!(
+                "link {} has address {} in DADFAILED state",
+                link.name, failed.address
+            )));
+        }
+        if !addresses.iter().any(|a| a.tentative) {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            let up = netlink
+                .link_by_index(link.index)?
+                .is_some_and(|l| l.oper_state == "up");
+            return if up {
+                Err(NetError::Other(format!(
+                    "link {} still has tentative addresses after {}s",
+                    link.name,
+                    timeout.as_secs()
+                )))
+            } else {
+                Ok(())
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,215 @@
+//! IP masquerade for bridge and ptp (upstream `pkg/ip` ipmasq), in both backends.
+//!
+//! iptables (table `nat`): a chain `CNI-<hash(network+containerID)>` holding
+//! `-d <subnet> ACCEPT` per address and `! -d <multicast> MASQUERADE`, entered from
+//! `POSTROUTING` by `-s <ip> -j <chain>`; every rule carries the comment
+//! `name: "<net>" id: "<cid>"`.
+//!
+//! nftables: table `inet cni_plugins_masquerade`, base chain `postrouting` skipping
+//! multicast and jumping to `masq_checks`, which holds one rule per address with a
+//! comment that starts with the attachment's instance prefix.
+//!
+//! Teardown finds everything by name (the chain) or comment prefix, so unlike upstream
+//! it needs no addresses: a DEL after the container's link or netns is gone still
+//! removes the rules.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{Backend, chain_name, iptables, iptables_usable, nft, nft_usable, sha512_hex};
+use crate::{NetError, Result};
+
+/// The attachment that owns a set of masquerade rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub network: &'a str,
+    pub ifname: &'a str,
+    pub container_id: &'a str,
+}
+
+pub const NFT_TABLE: &str = "cni_plugins_masquerade";
+const NFT_TABLE_COMMENT: &str =
+    "Masquerading for plugins from github.com/containernetworking/plugins";
+
+impl Owner<'_> {
+    /// `CNI-` + hash of network and container ID (the ifname is not part of it).
+    pub fn chain(&self) -> String {
+        chain_name("CNI-", self.network, self.container_id)
+    }
+
+    pub fn iptables_comment(&self) -> String {
+        format!("name: \"{}\" id: \"{}\"", self.network, self.container_id)
+    }
+
+    /// `<h16(network)>-<h16(ifname:containerID)>`: the nft comment prefix of this
+    /// attachment's rules.
+    pub fn nft_instance(&self) -> String {
+        let h16 = |s: &str| sha512_hex(s)[..16].to_string();
+        format!(
+            "{}-{}",
+            h16(self.network),
+            h16(&format!("{}:{}", self.ifname, self.container_id))
+        )
+    }
+
+    fn nft_comment(&self) -> String {
+        let mut comment = format!(
+            "{}, net: {}, if: {}, id: {}",
+            self.nft_instance(),
+            self.network,
+            self.ifname,
+            self.container_id
+        )
+        .replace('"', "");
+        comment.truncate(128);
+        comment
+    }
+}
+
+fn multicast(v6: bool) -> &'static str {
+    if v6 { "ff00::/8" } else { "224.0.0.0/4" }
+}
+
+/// Masquerades traffic from `ips` to anywhere outside their subnets.
+pub fn setup(backend: Backend, ips: &[IpNet], owner: &Owner) -> Result<()> {
+    match backend {
+        Backend::Iptables => {
+            for v6 in [false, true] {
+                let family: Vec<IpNet> = ips
+                    .iter()
+                    .filter(|ip| ip.addr().is_ipv6() == v6)
+                    .copied()
+                    .collect();
+                if !family.is_empty() {
+                    iptables_setup(v6, &family, owner)?;
+                }
+            }
+            Ok(())
+        }
+        Backend::Nftables => nft_setup(ips, owner),
+    }
+}
+
+/// Removes the attachment's masquerade rules from both backends. `ips` narrows the
+/// iptables families to look at; empty means both.
+pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
+    let mut errors = Vec::new();
+    for v6 in [false, true] {
+        let wanted = ips.is_empty() || ips.iter().any(|ip| ip.addr().is_ipv6() == v6);
+        if wanted
+            && iptables_usable(v6)
+            && let Err(e) = iptables_teardown(v6, owner)
+        {
+            errors.push(e.to_string());
+        }
+    }
+    if nft_usable()
+        && let Err(e) = nft_teardown(owner)
+    {
+        errors.push(e.to_string());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(NetError::Other(errors.join("; ")))
+    }
+}
+
+fn iptables_setup(v6: bool, ips: &[IpNet], owner: &Owner) -> Result<()> {
+    let chain = owner.chain();
+    let comment = iptables::quote(&owner.iptables_comment());
+    let listing = iptables::list(v6, "nat")?;
+    // Declaring the chain creates it, or flushes it when it exists: the rules below
+    // are the whole chain either way, so a repeated ADD converges.
+    let mut lines = vec![format!(":{chain} - [0:0]")];
+    for (i, ip) in ips.iter().enumerate() {
+        lines.push(format!(
+            "-A {chain} -d {} -m comment --comment {comment} -j ACCEPT",
+            ip.trunc()
+        ));
+        if i == 0 {
+            lines.push(format!(
+                "-A {chain} ! -d {} -m comment --comment {comment} -j MASQUERADE",
+                multicast(v6)
+            ));
+        }
+    }
+    for ip in ips {
+        let host = IpNet::from(ip.addr());
+        let rule = format!("-A POSTROUTING -s {host} -m comment --comment {comment} -j {chain}");
+        if !listing.contains(&rule) {
+            lines.push(rule);
+        }
+    }
+    iptables::restore(v6, "nat", &lines)
+}
+
+fn iptables_teardown(v6: bool, owner: &Owner) -> Result<()> {
+    let chain = owner.chain();
+    let listing = iptables::list(v6, "nat")?;
+    // Every jump to the chain, whatever source it names (upstream's current `-s ip`
+    // and older `-s ip/len` rules alike).
+    let mut lines = iptables::jumps_to(&listing, "POSTROUTING", &chain);
+    if iptables::has_chain(&listing, &chain) {
+        lines.push(format!("-F {chain}"));
+        lines.push(format!("-X {chain}"));
+    }
+    iptables::restore(v6, "nat", &lines)
+}
+
+fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
+    let t = format!("inet {NFT_TABLE}");
+    let instance = owner.nft_instance();
+    let stale: Vec<u64> = nft::list("inet", NFT_TABLE)?
+        .rules
+        .into_iter()
+        .filter(|(chain, _, comment)| chain == "masq_checks" && comment.starts_with(&instance))
+        .map(|(_, handle, _)| handle)
+        .collect();
+    let mut script = vec![
+        format!("add table {t} {{ comment \"{NFT_TABLE_COMMENT}\" ; }}"),
+        format!("add chain {t} masq_checks"),
+        format!("add chain {t} postrouting {{ type nat hook postrouting priority 100 ; }}"),
+        format!("flush chain {t} postrouting"),
+        format!(
+            "add rule {t} postrouting ip daddr {} return",
+            multicast(false)
+        ),
+        format!(
+            "add rule {t} postrouting ip6 daddr {} return",
+            multicast(true)
+        ),
+        format!("add rule {t} postrouting goto masq_checks"),
+    ];
+    for handle in stale {
+        script.push(format!("delete rule {t} masq_checks handle {handle}"));
+    }
+    let comment = owner.nft_comment();
+    for ip in ips {
+        let family = match ip.addr() {
+            IpAddr::V4(_) => "ip",
+            IpAddr::V6(_) => "ip6",
+        };
+        script.push(format!(
+            "add rule {t} masq_checks {family} saddr {} {family} daddr != {} masquerade comment \"{comment}\"",
+            ip.addr(),
+            ip.trunc()
+        ));
+    }
+    nft::apply(&(script.join("\n") + "\n"))
+}
+
+fn nft_teardown(owner: &Owner) -> Result<()> {
+    let instance = owner.nft_instance();
+    let script: Vec<String> = nft::list("inet", NFT_TABLE)?
+        .rules
+        .into_iter()
+        .filter(|(chain, _, comment)| chain == "masq_checks" && comment.starts_with(&instance))
+        .map(|(_, handle, _)| format!("delete rule inet {NFT_TABLE} masq_checks handle {handle}"))
+        .collect();
+    if script.is_empty() {
+        return Ok(());
+    }
+    nft::apply(&(script.join("\n") + "\n"))
+}

@@ -1,0 +1,256 @@
+//! Netfilter: the firewall objects plugins create, by upstream's names and shapes,
+//! written in one transaction per plugin call and per backend: `iptables-restore
+//! --noflush` (one per address family) or `nft -f -`. Reading the current state is
+//! one `iptables -S` or `nft -j list` beforehand, never a process per rule.
+
+pub mod masq;
+pub mod spoofchk;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha512};
+
+use crate::{NetError, Result};
+
+/// Which firewall tool a plugin drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Iptables,
+    Nftables,
+}
+
+impl Backend {
+    /// The backend for a config's `ipMasqBackend`/`backend` value: `iptables`,
+    /// `nftables`, or empty/absent for upstream's default (iptables unless it is
+    /// unusable and nft usable). `what` names the key for the error message.
+    pub fn choose(requested: Option<&str>, what: &str) -> std::result::Result<Backend, String> {
+        match requested.unwrap_or_default() {
+            "iptables" => Ok(Backend::Iptables),
+            "nftables" => Ok(Backend::Nftables),
+            "" => Ok(if !iptables_usable(false) && nft_usable() {
+                Backend::Nftables
+            } else {
+                Backend::Iptables
+            }),
+            other => Err(format!("unknown {what} {other:?}")),
+        }
+    }
+}
+
+/// Whether `iptables` (or `ip6tables`) can be run. Upstream runs `iptables -S`; a
+/// PATH lookup gives the same answer on any node where the binary works, without
+/// a process per call.
+pub fn iptables_usable(v6: bool) -> bool {
+    on_path(if v6 { "ip6tables" } else { "iptables" })
+}
+
+pub fn nft_usable() -> bool {
+    on_path("nft")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .any(|dir| std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file()))
+        })
+        .unwrap_or(false)
+}
+
+/// Lowercase hex SHA-512 of `text`.
+pub fn sha512_hex(text: &str) -> String {
+    Sha512::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Upstream's iptables chain name for a (network, container): `<prefix>` followed by
+/// the SHA-512 of `name + id`, cut to iptables' 28 characters.
+pub fn chain_name(prefix: &str, network: &str, container_id: &str) -> String {
+    let mut chain = format!(
+        "{prefix}{}",
+        sha512_hex(&format!("{network}{container_id}"))
+    );
+    chain.truncate(28);
+    chain
+}
+
+/// Runs `program args`, feeding `stdin`; returns stdout, or an error with stderr.
+pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let shown = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NetError::io(format!("running {shown}"), e))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .map_err(|e| NetError::io(format!("writing to {shown}"), e))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| NetError::io(format!("running {shown}"), e))?;
+    if !output.status.success() {
+        let mut message = format!(
+            "running [{shown}]: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        if let Some(input) = stdin {
+            message.push_str(&format!("\ninput:\n{input}"));
+        }
+        return Err(NetError::Other(message));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// iptables in one address family.
+pub(crate) mod iptables {
+    use super::run;
+    use crate::Result;
+
+    fn binary(v6: bool, restore: bool) -> &'static str {
+        match (v6, restore) {
+            (false, false) => "iptables",
+            (true, false) => "ip6tables",
+            (false, true) => "iptables-restore",
+            (true, true) => "ip6tables-restore",
+        }
+    }
+
+    /// `iptables -t TABLE -S`: every chain (`-N`/`-P` lines) and rule (`-A` lines).
+    pub fn list(v6: bool, table: &str) -> Result<Vec<String>> {
+        let out = run(binary(v6, false), &["--wait", "-t", table, "-S"], None)?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
+    /// Applies `lines` (iptables-save syntax, without the table header) to `table`
+    /// in one transaction. Nothing to do is no process at all.
+    pub fn restore(v6: bool, table: &str, lines: &[String]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
+        run(binary(v6, true), &["--noflush", "--wait"], Some(&input)).map(drop)
+    }
+
+    /// Quotes an argument as iptables-save does, so restore reads it back as one.
+    pub fn quote(text: &str) -> String {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    /// Whether a chain is declared in a `-S` listing.
+    pub fn has_chain(listing: &[String], chain: &str) -> bool {
+        listing.iter().any(|l| l.strip_prefix("-N ") == Some(chain))
+    }
+
+    /// The rules of `chain` in a `-S` listing that jump to `target`, as `-D` lines.
+    pub fn jumps_to(listing: &[String], chain: &str, target: &str) -> Vec<String> {
+        let head = format!("-A {chain} ");
+        listing
+            .iter()
+            .filter(|l| l.starts_with(&head))
+            .filter(|l| {
+                let tokens: Vec<&str> = l.split_whitespace().collect();
+                tokens.windows(2).any(|w| w[0] == "-j" && w[1] == target)
+            })
+            .map(|l| format!("-D {}", &l[3..]))
+            .collect()
+    }
+}
+
+/// nft, one `nft -f -` per transaction.
+pub(crate) mod nft {
+    use serde_json::Value;
+
+    use super::run;
+    use crate::Result;
+
+    pub fn apply(script: &str) -> Result<()> {
+        if script.is_empty() {
+            return Ok(());
+        }
+        run("nft", &["-f", "-"], Some(script)).map(drop)
+    }
+
+    /// A table's chains and rules; a missing table has neither.
+    #[derive(Debug, Default)]
+    pub struct Listing {
+        pub chains: Vec<String>,
+        /// (chain, handle, comment)
+        pub rules: Vec<(String, u64, String)>,
+    }
+
+    pub fn list(family: &str, table: &str) -> Result<Listing> {
+        let out = match run("nft", &["-j", "list", "table", family, table], None) {
+            Ok(out) => out,
+            Err(e) if e.to_string().contains("No such file or directory") => {
+                return Ok(Listing::default());
+            }
+            Err(e) => return Err(e),
+        };
+        let json: Value = serde_json::from_str(&out)
+            .map_err(|e| crate::NetError::Other(format!("parsing nft -j output: {e}")))?;
+        let mut listing = Listing::default();
+        for item in json["nftables"].as_array().into_iter().flatten() {
+            if let Some(name) = item.get("chain").and_then(|c| c["name"].as_str()) {
+                listing.chains.push(name.to_string());
+            }
+            if let Some(rule) = item.get("rule")
+                && let (Some(chain), Some(handle)) =
+                    (rule["chain"].as_str(), rule["handle"].as_u64())
+            {
+                let comment = rule["comment"].as_str().unwrap_or_default().to_string();
+                listing.rules.push((chain.to_string(), handle, comment));
+            }
+        }
+        Ok(listing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_are_upstreams() {
+        // sha512("mynet" + "ctr-1") starts with these hex digits (checked with
+        // `printf mynetctr-1 | sha512sum`).
+        let chain = chain_name("CNI-", "mynet", "ctr-1");
+        assert_eq!(chain.len(), 28);
+        assert_eq!(chain, format!("CNI-{}", &sha512_hex("mynetctr-1")[..24]));
+        assert_eq!(chain_name("CNI-DN-", "n", "c").len(), 28);
+    }
+
+    #[test]
+    fn jumps_are_found_in_a_listing() {
+        let listing: Vec<String> = [
+            "-P POSTROUTING ACCEPT",
+            "-N CNI-abc",
+            "-A POSTROUTING -s 10.0.0.2/32 -m comment --comment \"name: \\\"n\\\" id: \\\"c\\\"\" -j CNI-abc",
+            "-A POSTROUTING -s 10.0.0.3/32 -j CNI-abcd",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(iptables::has_chain(&listing, "CNI-abc"));
+        assert!(!iptables::has_chain(&listing, "CNI-ab"));
+        assert_eq!(
+            iptables::jumps_to(&listing, "POSTROUTING", "CNI-abc"),
+            vec![
+                "-D POSTROUTING -s 10.0.0.2/32 -m comment --comment \"name: \\\"n\\\" id: \\\"c\\\"\" -j CNI-abc"
+            ]
+        );
+        assert_eq!(
+            iptables::quote(r#"name: "n" id: "c""#),
+            r#""name: \"n\" id: \"c\"""#
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! sysctls under `/proc/sys`. They resolve in the calling *thread's* network
+//! namespace, so a write inside [`crate::NetNs::run`] changes the container's value.
+
+use crate::{NetError, Result};
+
+/// The file behind a sysctl name. Dotted names (`net.ipv4.ip_forward`) have their
+/// dots and slashes swapped, as upstream's helper does, so slash names are the only
+/// safe form for interface names containing dots (`net/ipv4/conf/eth0.100/...`).
+pub fn path(name: &str) -> String {
+    let dotted = match (name.find('.'), name.find('/')) {
+        (Some(dot), Some(slash)) => dot < slash,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let name = if dotted {
+        name.chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect()
+    } else {
+        name.to_string()
+    };
+    format!("/proc/sys/{name}")
+}
+
+/// The value, without the trailing newline.
+pub fn read(name: &str) -> Result<String> {
+    let path = path(name);
+    std::fs::read_to_string(&path)
+        .map(|v| v.trim_end().to_string())
+        .map_err(|e| NetError::io(format!("failed to read {path}"), e))
+}
+
+pub fn write(name: &str, value: &str) -> Result<()> {
+    let path = path(name);
+    std::fs::write(&path, value).map_err(|e| NetError::io(format!("failed to write {path}"), e))
+}
+
+/// Writes `value` only when it differs (upstream's forwarding helpers; it also keeps a
+/// read-only `/proc/sys` from failing a call that has nothing to change).
+pub fn ensure(name: &str, value: &str) -> Result<()> {
+    if read(name).is_ok_and(|v| v == value) {
+        return Ok(());
+    }
+    write(name, value)
+}
+
+/// Turns on IPv4 or IPv6 forwarding in the calling thread's namespace.
+pub fn enable_forwarding(v6: bool) -> Result<()> {
+    if v6 {
+        ensure("net/ipv6/conf/all/forwarding", "1")
+    } else {
+        ensure("net/ipv4/ip_forward", "1")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_map_to_proc_paths_as_upstream() {
+        assert_eq!(
+            super::path("net.ipv4.ip_forward"),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(
+            super::path("net/ipv4/conf/eth0.100/arp_notify"),
+            "/proc/sys/net/ipv4/conf/eth0.100/arp_notify"
+        );
+        // Upstream's quirk: a dotted name with a dotted interface breaks.
+        assert_eq!(
+            super::path("net.ipv4.conf.eth0/100.x"),
+            "/proc/sys/net/ipv4/conf/eth0.100/x"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! host-local's on-disk store, byte-compatible with upstream's `disk` backend:
+//! `<dataDir>/<network>/<ip>` holds `<containerID>\r\n<ifname>` (no newline; old
+//! versions wrote the ID alone), `last_reserved_ip.<rangeSet>` holds the last address
+//! handed out, and `lock` is the file every process `flock`s.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use cni_types::Error;
+use cni_types::config::GcAttachment;
+use nix::fcntl::{Flock, FlockArg};
+
+const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
+const LOCK_FILE: &str = "lock";
+/// Upstream's separator between container ID and ifname.
+const LINE_BREAK: &str = "\r\n";
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Held while the store is in use; dropping it unlocks.
+pub struct Lock {
+    _flock: Flock<File>,
+}
+
+fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("{what} {}: {e}", path.display()))
+}
+
+impl Store {
+    pub fn open(data_dir: &str, network: &str) -> Result<Store, Error> {
+        let dir = Path::new(data_dir).join(network);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .map_err(|e| io_error("mkdir", &dir, e))?;
+        Ok(Store { dir })
+    }
+
+    /// Takes the store's exclusive lock (blocking), shared with Go's host-local.
+    pub fn lock(&self) -> Result<Lock, Error> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(false)
+            .create(false)
+            .open(&path)
+            .or_else(|_| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o750)
+                    .open(&path)
+            })
+            .map_err(|e| io_error("open", &path, e))?;
+        let flock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_error("flock", &path, e))?;
+        Ok(Lock { _flock: flock })
+    }
+
+    /// Reserves `ip` for the attachment; `false` if someone holds it already.
+    pub fn reserve(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        ip: &IpAddr,
+        range_set: usize,
+    ) -> Result<bool, Error> {
+        let path = self.dir.join(ip.to_string());
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_error("create", &path, e)),
+        };
+        let content = format!("{}{LINE_BREAK}{ifname}", container_id.trim());
+        if let Err(e) = file.write_all(content.as_bytes()) {
+            let _ = std::fs::remove_file(&path);
+            return Err(io_error("write", &path, e));
+        }
+        let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&last)
+            .and_then(|mut f| f.write_all(ip.to_string().as_bytes()));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(io_error("write", &last, e));
+        }
+        Ok(true)
+    }
+
+    pub fn last_reserved(&self, range_set: usize) -> Option<IpAddr> {
+        let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
+    pub fn is_reserved(&self, ip: &IpAddr) -> bool {
+        self.dir.join(ip.to_string()).exists()
+    }
+
+    /// Every reservation: (address, trimmed file content).
+    fn reservations(&self) -> Result<Vec<(IpAddr, PathBuf, String)>, Error> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error("read", &self.dir, e))?;
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `lock` and `last_reserved_ip.N` are not reservations; only file names
+            // that are addresses are.
+            let Ok(ip) = name.parse::<IpAddr>() else {
+                continue;
+            };
+            let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            if let Ok(content) = std::fs::read_to_string(&path) {
+                found.push((ip, path, content.trim().to_string()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The addresses held by the attachment: files with `id\r\nifname`, or, when
+    /// there are none, files with the ID alone (written by old versions).
+    pub fn find(&self, container_id: &str, ifname: &str) -> Result<Vec<(IpAddr, PathBuf)>, Error> {
+        let id = container_id.trim();
+        let full = format!("{id}{LINE_BREAK}{ifname}");
+        let all = self.reservations()?;
+        let matching: Vec<_> = all
+            .iter()
+            .filter(|(_, _, content)| *content == full)
+            .map(|(ip, path, _)| (*ip, path.clone()))
+            .collect();
+        if !matching.is_empty() {
+            return Ok(matching);
+        }
+        Ok(all
+            .into_iter()
+            .filter(|(_, _, content)| content == id)
+            .map(|(ip, path, _)| (ip, path))
+            .collect())
+    }
+
+    /// Releases the attachment's addresses; an unknown attachment is fine.
+    pub fn release(&self, container_id: &str, ifname: &str) -> Result<(), Error> {
+        for (_, path) in self.find(container_id, ifname)? {
+            remove(&path)?;
+        }
+        Ok(())
+    }
+
+    /// GC: releases every reservation whose attachment is not in `valid`. A file with
+    /// the ID alone is kept while any valid attachment has that ID.
+    pub fn release_all_but(&self, valid: &[GcAttachment]) -> Result<(), Error> {
+        let pairs: BTreeSet<String> = valid
+            .iter()
+            .map(|a| format!("{}{LINE_BREAK}{}", a.container_id.trim(), a.ifname))
+            .collect();
+        let ids: BTreeSet<&str> = valid.iter().map(|a| a.container_id.trim()).collect();
+        for (_, path, content) in self.reservations()? {
+            let keep = match content.split_once(LINE_BREAK) {
+                Some(_) => pairs.contains(&content),
+                None => ids.contains(content.as_str()),
+            };
+            if !keep {
+                remove(&path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(io_error("remove", path, e)),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,160 @@
+//! What the interface-creating plugins share: IPAM delegation with rollback, the
+//! container MAC from args, and the CHECK of addresses and routes.
+
+use cni_net::{Link, Netlink};
+use cni_skel::invoke::{delegate_add, delegate_verb};
+use cni_skel::{CmdArgs, Command};
+use cni_types::Error;
+use cni_types::result::{Result as CniResult, parse_prev_result, v100};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::net_error;
+
+/// The `ipam` object's type, when the config has one.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct IpamType {
+    #[serde(rename = "type")]
+    pub plugin_type: String,
+}
+
+/// `args.cni.mac` and `runtimeConfig.mac`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct MacArgs {
+    pub cni: Option<CniMacArgs>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct CniMacArgs {
+    pub mac: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RuntimeMac {
+    pub mac: String,
+}
+
+/// The container MAC: `CNI_ARGS` `MAC=` < `args.cni.mac` < `runtimeConfig.mac`.
+pub fn container_mac(
+    cni_args: &str,
+    args: Option<&MacArgs>,
+    runtime: Option<&RuntimeMac>,
+) -> Result<Option<[u8; 6]>, Error> {
+    let env = cni_types::args::load(cni_args, &["MAC"]).map_err(Error::internal)?;
+    let mut mac = env.get("MAC").cloned().unwrap_or_default();
+    if let Some(m) = args
+        .and_then(|a| a.cni.as_ref())
+        .map(|c| &c.mac)
+        .filter(|m| !m.is_empty())
+    {
+        mac = m.clone();
+    }
+    if let Some(m) = runtime.map(|r| &r.mac).filter(|m| !m.is_empty()) {
+        mac = m.clone();
+    }
+    if mac.is_empty() {
+        return Ok(None);
+    }
+    cni_net::parse_mac(&mac)
+        .map(Some)
+        .map_err(|e| Error::internal(format!("invalid MAC address {mac:?}: {e}")))
+}
+
+/// IPAM ADD through the delegate, as a current-version result.
+pub fn ipam_add(plugin_type: &str, args: &CmdArgs) -> Result<v100::Result, Error> {
+    delegate_add(plugin_type, args)?
+        .to_current()
+        .map_err(|e| Error::internal(e.to_string()))
+}
+
+pub fn ipam_verb(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error> {
+    delegate_verb(plugin_type, command, args)
+}
+
+/// Undo work of a failing ADD: each registered step runs, in reverse order, when
+/// the guard is dropped without [`Rollback::done`] (upstream only releases the IPAM
+/// address; this also removes the veth and the firewall rules).
+#[derive(Default)]
+pub struct Rollback<'a> {
+    steps: Vec<Box<dyn FnOnce() + 'a>>,
+}
+
+impl<'a> Rollback<'a> {
+    pub fn push(&mut self, step: impl FnOnce() + 'a) {
+        self.steps.push(Box::new(step));
+    }
+
+    pub fn done(mut self) {
+        self.steps.clear();
+    }
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        while let Some(step) = self.steps.pop() {
+            step();
+        }
+    }
+}
+
+/// prevResult in the current version, for CHECK.
+pub fn prev_result(cni_version: &str, prev: Option<Value>) -> Result<v100::Result, Error> {
+    let prev = prev.ok_or_else(|| Error::internal("Required prevResult missing"))?;
+    parse_prev_result(cni_version, prev)
+        .and_then(|r: CniResult| r.to_current().map_err(|e| e.to_string()))
+        .map_err(Error::internal)
+}
+
+/// CHECK of the container side (upstream `ip.ValidateExpectedInterfaceIPs` and
+/// `ValidateExpectedRoute`): every prevResult address of `link` is on it, and every
+/// prevResult route exists.
+pub fn check_addresses_and_routes(
+    netlink: &mut Netlink,
+    link: &Link,
+    result: &v100::Result,
+) -> Result<(), Error> {
+    let present = netlink.addresses(link.index).map_err(net_error)?;
+    for ip in &result.ips {
+        let ours = ip
+            .interface
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| result.interfaces.get(i))
+            .is_some_and(|i| i.name == link.name);
+        if ours && !present.iter().any(|a| a.address == ip.address) {
+            return Err(Error::internal(format!(
+                "Failed to match addr {} on interface {}",
+                ip.address, link.name
+            )));
+        }
+    }
+    let mut routes = netlink.routes(false).map_err(net_error)?;
+    routes.extend(netlink.routes(true).map_err(net_error)?);
+    for route in &result.routes {
+        let found = routes
+            .iter()
+            .any(|r| r.dst == route.dst && (route.gw.is_none() || r.gw == route.gw));
+        if !found {
+            return Err(Error::internal(format!(
+                "Failed to match route {} via {:?} on interface {}",
+                route.dst, route.gw, link.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The first interface of a result named `name` whose sandbox is `netns`.
+pub fn find_container_iface<'r>(
+    result: &'r v100::Result,
+    name: &str,
+    netns: &str,
+) -> Option<&'r v100::Interface> {
+    result
+        .interfaces
+        .iter()
+        .find(|i| i.name == name && i.sandbox == netns)
+}

@@ -1,0 +1,274 @@
+//! ptp: a veth pair with routed point-to-point addressing (upstream
+//! `plugins/main/ptp`). The container reaches everything through the gateway as an
+//! on-link /32 (/128) neighbour; the host routes each container address to its veth.
+
+use cni_net::iface::{configure_iface, delete_link_with_addresses, setup_veth};
+use cni_net::netfilter::{Backend, masq};
+use cni_net::route::Route as KernelRoute;
+use cni_net::{EEXIST, NetError, NetNs, Netlink, sysctl};
+use cni_skel::{CmdArgs, Command, Plugin};
+use cni_types::Error;
+use cni_types::net::IpNet;
+use cni_types::result::{Dns, Result as CniResult, v100};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common::{
+    IpamType, Rollback, check_addresses_and_routes, find_container_iface, ipam_add, ipam_verb,
+    prev_result,
+};
+use crate::net_error;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Conf {
+    name: String,
+    #[serde(rename = "cniVersion")]
+    cni_version: String,
+    #[serde(rename = "ipMasq")]
+    ip_masq: bool,
+    #[serde(rename = "ipMasqBackend")]
+    ip_masq_backend: Option<String>,
+    mtu: i64,
+    ipam: IpamType,
+    dns: Dns,
+    #[serde(rename = "prevResult")]
+    prev_result: Option<Value>,
+}
+
+impl Conf {
+    fn load(args: &CmdArgs) -> Result<Conf, Error> {
+        let conf: Conf = args.config()?;
+        if conf.ip_masq {
+            Backend::choose(conf.ip_masq_backend.as_deref(), "ipmasq backend")
+                .map_err(Error::internal)?;
+        }
+        Ok(conf)
+    }
+
+    fn masq_owner<'a>(&'a self, args: &'a CmdArgs) -> masq::Owner<'a> {
+        masq::Owner {
+            network: &self.name,
+            ifname: &args.ifname,
+            container_id: &args.container_id,
+        }
+    }
+}
+
+pub struct Ptp;
+
+impl Plugin for Ptp {
+    fn name(&self) -> &str {
+        "ptp"
+    }
+
+    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
+        let conf = Conf::load(args)?;
+        let ipam_type = conf.ipam.plugin_type.as_str();
+        let netns = NetNs::open(&args.netns)
+            .map_err(|e| Error::internal(format!("failed to open netns {:?}: {e}", args.netns)))?;
+        let host_netns = NetNs::current().map_err(net_error)?;
+        let mut host = Netlink::open().map_err(net_error)?;
+        let mut rollback = Rollback::default();
+        let ipam = ipam_add(ipam_type, args)?;
+        rollback.push(|| {
+            let _ = ipam_verb(ipam_type, Command::Del, args);
+        });
+        if ipam.ips.is_empty() {
+            return Err(Error::internal("IPAM plugin returned missing IP config"));
+        }
+        for v6 in [false, true] {
+            if ipam.ips.iter().any(|ip| ip.address.addr().is_ipv6() == v6) {
+                sysctl::enable_forwarding(v6)
+                    .map_err(|e| Error::internal(format!("Could not enable IP forwarding: {e}")))?;
+            }
+        }
+
+        let mut container = Netlink::open_in(&netns).map_err(net_error)?;
+        let mtu = u32::try_from(conf.mtu).unwrap_or(0);
+        let veth = setup_veth(
+            &mut container,
+            &args.ifname,
+            mtu,
+            None,
+            &mut host,
+            &host_netns,
+        )
+        .map_err(net_error)?;
+        let container_index = veth.container.index;
+        let netns_ref = &netns;
+        rollback.push(move || {
+            if let Ok(mut netlink) = Netlink::open_in(netns_ref) {
+                let _ = netlink.delete_link(container_index);
+            }
+        });
+
+        let mut result = ipam;
+        result.cni_version = cni_types::version::CURRENT.into();
+        result.interfaces = vec![
+            v100::Interface {
+                name: veth.host.name.clone(),
+                mac: veth.host.mac.clone(),
+                ..Default::default()
+            },
+            v100::Interface {
+                name: veth.container.name.clone(),
+                mac: veth.container.mac.clone(),
+                sandbox: args.netns.clone(),
+                ..Default::default()
+            },
+        ];
+        for ip in &mut result.ips {
+            ip.interface = Some(1);
+        }
+
+        configure_iface(&netns, &mut container, &args.ifname, &result).map_err(net_error)?;
+        // Replace the kernel's connected route with an on-link route to the gateway
+        // and the subnet route via it.
+        for ip in &result.ips {
+            let gateway = ip.gateway.ok_or_else(|| {
+                Error::internal(format!("IPAM result for {} has no gateway", ip.address))
+            })?;
+            let subnet = ip.address.trunc();
+            let mut connected = KernelRoute::new(subnet, None, container_index);
+            connected.scope = 253;
+            match container.del_route(&connected) {
+                Ok(()) => {}
+                // IPv6 connected routes carry a metric; delete by destination only.
+                Err(_) => {
+                    connected.scope = 0;
+                    connected.metric = 256;
+                    let _ = container.del_route(&connected);
+                }
+            }
+            let mut to_gateway = KernelRoute::new(IpNet::from(gateway), None, container_index);
+            to_gateway.scope = 253;
+            to_gateway.src = Some(ip.address.addr());
+            add_route_once(&mut container, &to_gateway)?;
+            let mut via_gateway = KernelRoute::new(subnet, Some(gateway), container_index);
+            via_gateway.src = Some(ip.address.addr());
+            add_route_once(&mut container, &via_gateway)?;
+        }
+
+        // Host side: the gateway address on the veth (shared by every veth of the
+        // network) and a host route to each container address.
+        for ip in &result.ips {
+            let Some(gateway) = ip.gateway else { continue };
+            match host.add_address(veth.host.index, IpNet::from(gateway), false) {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(EEXIST) => {}
+                Err(e) => {
+                    return Err(Error::internal(format!(
+                        "failed to add IP addr {gateway} to {:?}: {e}",
+                        veth.host.name
+                    )));
+                }
+            }
+            let mut route = KernelRoute::new(IpNet::from(ip.address.addr()), None, veth.host.index);
+            // Upstream's host-scope route; IPv6 has no scopes for routes.
+            route.scope = if ip.address.addr().is_ipv4() { 254 } else { 0 };
+            add_route_once(&mut host, &route)?;
+        }
+
+        if conf.ip_masq {
+            let backend = Backend::choose(conf.ip_masq_backend.as_deref(), "ipmasq backend")
+                .map_err(Error::internal)?;
+            let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
+            let owner = conf.masq_owner(args);
+            rollback.push(move || {
+                let _ = masq::teardown(&[], &owner);
+            });
+            masq::setup(backend, &ips, &owner)
+                .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))?;
+        }
+
+        if let Some(link) = host.link_by_index(veth.host.index).map_err(net_error)? {
+            result.interfaces[0].mac = link.mac;
+        }
+        if !conf.dns.is_empty() {
+            result.dns = conf.dns.clone();
+        }
+        rollback.done();
+        Ok(CniResult::V100(result))
+    }
+
+    fn del(&self, args: &CmdArgs) -> Result<(), Error> {
+        let conf = Conf::load(args)?;
+        ipam_verb(&conf.ipam.plugin_type, Command::Del, args)?;
+        let mut addresses = Vec::new();
+        if !args.netns.is_empty() {
+            match NetNs::open(&args.netns) {
+                Ok(netns) => {
+                    let mut container = Netlink::open_in(&netns).map_err(net_error)?;
+                    match delete_link_with_addresses(&mut container, &args.ifname) {
+                        Ok(found) => addresses = found,
+                        Err(NetError::LinkNotFound(_)) => {}
+                        Err(e) => return Err(net_error(e)),
+                    }
+                }
+                Err(NetError::NetnsNotFound(_)) => {}
+                Err(e) => return Err(net_error(e)),
+            }
+        }
+        if conf.ip_masq {
+            if addresses.is_empty()
+                && let Ok(prev) = prev_result(&conf.cni_version, conf.prev_result.clone())
+            {
+                addresses = prev.ips.iter().map(|ip| ip.address).collect();
+            }
+            masq::teardown(&addresses, &conf.masq_owner(args))
+                .map_err(|e| Error::internal(format!("failed to tear down IP masquerade: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, args: &CmdArgs) -> Result<(), Error> {
+        let conf = Conf::load(args)?;
+        ipam_verb(&conf.ipam.plugin_type, Command::Check, args)?;
+        let prev = prev_result(&conf.cni_version, conf.prev_result.clone())?;
+        let iface = find_container_iface(&prev, &args.ifname, &args.netns).ok_or_else(|| {
+            Error::internal(format!(
+                "Sandbox {} does not have interface {}",
+                args.netns, args.ifname
+            ))
+        })?;
+        let netns = NetNs::open(&args.netns).map_err(net_error)?;
+        let mut container = Netlink::open_in(&netns).map_err(net_error)?;
+        let link = container
+            .link_by_name(&args.ifname)
+            .map_err(net_error)?
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "Container Interface name in prevResult: {} not found",
+                    args.ifname
+                ))
+            })?;
+        if link.kind != "veth" {
+            return Err(Error::internal(format!(
+                "Error: Container interface: {} not of type veth/p2p",
+                link.name
+            )));
+        }
+        if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac) {
+            return Err(Error::internal(format!(
+                "Interface {} Mac {} doesn't match container Mac: {}",
+                link.name, iface.mac, link.mac
+            )));
+        }
+        check_addresses_and_routes(&mut container, &link, &prev)
+    }
+
+    fn status(&self, args: &CmdArgs) -> Result<(), Error> {
+        let conf = Conf::load(args)?;
+        ipam_verb(&conf.ipam.plugin_type, Command::Status, args)
+    }
+}
+
+/// Adds a route; an identical one already there is fine.
+fn add_route_once(netlink: &mut Netlink, route: &KernelRoute) -> Result<(), Error> {
+    match netlink.add_route(route) {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Some(EEXIST) => Ok(()),
+        Err(e) => Err(net_error(e)),
+    }
+}
