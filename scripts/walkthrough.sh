@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The CNI walkthrough with rcni's plugins, in throwaway network namespaces only:
-# a "host" netns stands in for the node (so this machine's own network is never
-# changed) and a "container" netns is attached from inside it, exactly as a runtime
-# would run the plugins. Everything is removed at the end, also on failure or Ctrl-C.
+# The CNI seed walkthrough with rcni's plugins and cnitool, in throwaway network
+# namespaces only: a "host" netns stands in for the node (so this machine's own
+# network is never changed) and a "container" netns is attached from inside it,
+# exactly as a runtime would. Everything is removed at the end, also on failure or
+# Ctrl-C.
 #
-# For now the walkthrough attaches the loopback network; the bridge walkthrough
-# replaces it once the bridge plugin exists.
+# The network is the seed's `mynet` (bridge cni0, isGateway, ipMasq, host-local
+# 10.22.0.0/16 with a default route) plus loopback. Set NETCONFPATH to use your own
+# config files instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root: network namespaces need it" >&2; exit 1; }
 command -v ip >/dev/null || { echo "needs iproute2 (apt-get install iproute2)" >&2; exit 1; }
 
-cargo build --release --quiet --bin rcni
+cargo build --release --quiet --bin rcni --bin cnitool
 work=$(mktemp -d)
 host="rcni-demo-$$-host"
 ctr="rcni-demo-$$-ctr"
@@ -27,21 +29,46 @@ trap cleanup EXIT INT TERM
 ip netns add "$host"
 ip netns add "$ctr"
 
-conf='{"cniVersion":"1.1.0","name":"lo","type":"loopback"}'
-cni() { # cni VERB: run the loopback plugin inside the host netns, as a runtime would
-    echo "$conf" | ip netns exec "$host" env -i PATH="$PATH" \
-        CNI_COMMAND="$1" CNI_CONTAINERID=demo-1 CNI_NETNS="/run/netns/$ctr" \
-        CNI_IFNAME=lo CNI_PATH="$work/bin" "$work/bin/loopback"
+if [ -z "${NETCONFPATH:-}" ]; then
+    # The seed's netconf; only dataDir differs, so that the address files live in
+    # the throwaway directory too.
+    export NETCONFPATH="$work/net.d"
+    mkdir -p "$NETCONFPATH"
+    cat >"$NETCONFPATH/10-mynet.conf" <<CONF
+{
+    "cniVersion": "1.0.0",
+    "name": "mynet",
+    "type": "bridge",
+    "bridge": "cni0",
+    "isGateway": true,
+    "ipMasq": true,
+    "ipam": {
+        "type": "host-local",
+        "subnet": "10.22.0.0/16",
+        "routes": [ { "dst": "0.0.0.0/0" } ],
+        "dataDir": "$work/ipam"
+    }
+}
+CONF
+    cat >"$NETCONFPATH/99-loopback.conf" <<CONF
+{ "cniVersion": "1.0.0", "name": "lo", "type": "loopback" }
+CONF
+fi
+
+cnitool() { # run cnitool inside the host netns, as a runtime on the node would
+    ip netns exec "$host" env CNI_PATH="$work/bin" NETCONFPATH="$NETCONFPATH" \
+        CNI_CACHE_DIR="$work/cache" ./target/release/cnitool "$@"
 }
 
-echo "== plugins installed: $(cd "$work/bin" && printf '%s ' *)($(du -h "$work/bin/loopback" | cut -f1) in all)"
-echo "== container before ADD:"; ip -n "$ctr" addr show lo
-echo "== ADD result:"; cni ADD; echo
-echo "== container after ADD:"; ip -n "$ctr" addr show lo
+echo "== plugins: $(cd "$work/bin" && printf '%s ' *)(one $(du -h ./target/release/rcni | cut -f1) binary, hard-linked)"
+echo "== cnitool add mynet:"; cnitool add mynet "/run/netns/$ctr"; echo
+echo "== cnitool add lo:"; cnitool add lo "/run/netns/$ctr" >/dev/null && echo ok
+echo "== container:"; ip -n "$ctr" addr
+echo "== container routes:"; ip -n "$ctr" route
 if command -v ping >/dev/null; then
-    echo "== ping inside the container:"; ip netns exec "$ctr" ping -c 2 -W 1 127.0.0.1
+    echo "== ping the gateway from the container:"; ip netns exec "$ctr" ping -c 2 -W 1 10.22.0.1
 fi
-echo "== CHECK:"; cni CHECK && echo ok
-echo "== DEL:"; cni DEL && echo ok
-echo "== container after DEL:"; ip -n "$ctr" addr show lo
+echo "== cnitool check mynet:"; cnitool check mynet "/run/netns/$ctr" && echo ok
+echo "== cnitool del:"; cnitool del lo "/run/netns/$ctr"; cnitool del mynet "/run/netns/$ctr" && echo ok
+echo "== container after DEL:"; ip -n "$ctr" addr
 echo "== removing the namespaces"
