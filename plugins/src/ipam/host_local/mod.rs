@@ -51,7 +51,7 @@ impl Plugin for HostLocal {
             match allocator.get(&args.container_id, &args.ifname, wanted) {
                 Ok(ip) => result.ips.push(ip),
                 Err(e) => {
-                    let _ = store.release(&args.container_id, &args.ifname);
+                    release_reserved(&store, &result);
                     return Err(Error::internal(format!(
                         "failed to allocate for range {index}: {e}"
                     )));
@@ -59,7 +59,7 @@ impl Plugin for HostLocal {
             }
         }
         if !requested.is_empty() {
-            let _ = store.release(&args.container_id, &args.ifname);
+            release_reserved(&store, &result);
             let ips: Vec<String> = requested.iter().map(ToString::to_string).collect();
             return Err(Error::internal(format!(
                 "failed to allocate all requested IPs: {}",
@@ -110,5 +110,13 @@ impl Plugin for HostLocal {
         let store = Store::open(&conf.data_dir, &conf.name)?;
         let _lock = store.lock()?;
         store.release_all_but(&conf.valid_attachments)
+    }
+}
+
+/// Undoes this call's reservations only: an attachment's earlier ones (the duplicate
+/// case) must survive a failed ADD.
+fn release_reserved(store: &Store, result: &v100::Result) {
+    for ip in &result.ips {
+        let _ = store.release_ip(&ip.address.addr());
     }
 }

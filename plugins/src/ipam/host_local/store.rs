@@ -166,6 +166,11 @@ impl Store {
         Ok(())
     }
 
+    /// Releases one address.
+    pub fn release_ip(&self, ip: &IpAddr) -> Result<(), Error> {
+        remove(&self.dir.join(ip.to_string()))
+    }
+
     /// GC: releases every reservation whose attachment is not in `valid`. A file with
     /// the ID alone is kept while any valid attachment has that ID.
     pub fn release_all_but(&self, valid: &[GcAttachment]) -> Result<(), Error> {
