@@ -71,7 +71,11 @@ impl Netlink {
     }
 
     fn send_route(&mut self, route: &Route, flags: u16, verb: &str) -> Result<()> {
-        let message = route_message(route);
+        let mut message = route_message(route);
+        if verb == "delete" {
+            // Match routes of any origin (the kernel's connected routes included).
+            message.header.protocol = RouteProtocol::Unspec;
+        }
         let op = format!(
             "failed to {verb} route '{} via {}'",
             route.dst,

@@ -131,16 +131,10 @@ impl Plugin for Ptp {
             })?;
             let subnet = ip.address.trunc();
             let mut connected = KernelRoute::new(subnet, None, container_index);
-            connected.scope = 253;
-            match container.del_route(&connected) {
-                Ok(()) => {}
-                // IPv6 connected routes carry a metric; delete by destination only.
-                Err(_) => {
-                    connected.scope = 0;
-                    connected.metric = 256;
-                    let _ = container.del_route(&connected);
-                }
-            }
+            connected.scope = if ip.address.addr().is_ipv4() { 253 } else { 0 };
+            container
+                .del_route(&connected)
+                .map_err(|e| Error::internal(format!("failed to delete route {subnet}: {e}")))?;
             let mut to_gateway = KernelRoute::new(IpNet::from(gateway), None, container_index);
             to_gateway.scope = 253;
             to_gateway.src = Some(ip.address.addr());
