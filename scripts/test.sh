@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 # System packages:
 #   iproute2                      ip netns, the tests' view of the kernel
 #   containernetworking-plugins   upstream's Go plugins in /usr/lib/cni, for interop tests
-#   iptables                      Go bridge's ipMasq (the seed walkthrough)
+#   iptables                      ipMasq with the iptables backend (ours and Go's)
+#   nftables                      ipMasq with the nftables backend, bridge macspoofchk
 #   iputils-ping                  ping from a container to its gateway
 #   jq                            scripts/exec-plugins.sh
 #   (and shellcheck)              lint of scripts/*.sh
-PACKAGES="iproute2 containernetworking-plugins iptables iputils-ping jq shellcheck"
+PACKAGES="iproute2 containernetworking-plugins iptables nftables iputils-ping jq shellcheck"
 if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

@@ -633,7 +633,9 @@ fn ipam_in_process_and_exec_give_the_same_result_and_state() {
     // executed; with our installed links it is this same binary and runs in-process.
     let copy_dir = tempfile::tempdir().expect("tempdir");
     std::fs::copy(plugin("host-local"), copy_dir.path().join("host-local")).expect("copy");
-    let outcomes: Vec<(Value, Vec<(String, String)>, String)> = [None, Some(copy_dir.path())]
+    // (result, reservation files, last_reserved_ip.0) of one ADD.
+    type Outcome = (Value, Vec<(String, String)>, String);
+    let outcomes: Vec<Outcome> = [None, Some(copy_dir.path())]
         .into_iter()
         .map(|ipam_dir| {
             let mut run = Runner::new(&sandbox);

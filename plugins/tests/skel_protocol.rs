@@ -362,18 +362,17 @@ fn rcni_lists_and_installs_its_plugins() {
     );
     // Installed as a hard link to the binary: same inode.
     let installed = std::fs::metadata(plugin("loopback")).expect("installed");
-    let installed_names = || -> Vec<_> {
-        std::fs::read_dir(common::plugin_dir())
+    let installed_names = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(common::plugin_dir())
             .expect("dir")
             .flatten()
-            .map(|e| e.file_name())
-            .collect()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     };
-    assert_eq!(
-        installed_names(),
-        ["loopback"],
-        "only plugins are installed"
-    );
+    let plugins = ["bridge", "host-local", "loopback", "ptp", "static"];
+    assert_eq!(installed_names(), plugins, "only plugins are installed");
     // Installing again replaces the links in place.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_rcni"))
         .args(["install", &common::plugin_dir().display().to_string()])
@@ -384,7 +383,7 @@ fn rcni_lists_and_installs_its_plugins() {
     assert_eq!(installed.ino(), reinstalled.ino());
     assert_eq!(
         installed_names(),
-        ["loopback"],
+        plugins,
         "no temporary link left by a reinstall"
     );
     assert!(installed.nlink() >= 2, "a hard link, not a copy");
