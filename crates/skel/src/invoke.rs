@@ -255,7 +255,13 @@ fn delegate(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u
     if let Some(plugin) = in_process_plugin(&binary, plugin_type) {
         return run_in_process(plugin, command, args);
     }
-    let env = [
+    let env = delegate_env(command, args);
+    exec(&binary, &env, &args.stdin)
+}
+
+/// The `CNI_*` environment of a delegate: the request's, with `CNI_COMMAND` replaced.
+fn delegate_env(command: Command, args: &CmdArgs) -> [(&'static str, &str); 7] {
+    [
         ("CNI_COMMAND", command.as_str()),
         ("CNI_CONTAINERID", args.container_id.as_str()),
         ("CNI_NETNS", args.netns.as_str()),
@@ -263,8 +269,7 @@ fn delegate(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u
         ("CNI_ARGS", args.args.as_str()),
         ("CNI_PATH", args.path.as_str()),
         ("CNI_NETNS_OVERRIDE", args.netns_override.as_str()),
-    ];
-    exec(&binary, &env, &args.stdin)
+    ]
 }
 
 /// Finds the plugins this executable contains, by name; set once by a multicall
@@ -294,15 +299,7 @@ fn in_process_plugin(binary: &Path, plugin_type: &str) -> Option<&'static dyn Pl
 /// Runs `plugin` as [`exec`] would run it, with exactly the same inputs (the `CNI_*`
 /// environment and stdin) and outputs (stdout and the exit code, read the same way).
 fn run_in_process(plugin: &dyn Plugin, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
-    let env = [
-        ("CNI_COMMAND", command.as_str()),
-        ("CNI_CONTAINERID", args.container_id.as_str()),
-        ("CNI_NETNS", args.netns.as_str()),
-        ("CNI_IFNAME", args.ifname.as_str()),
-        ("CNI_ARGS", args.args.as_str()),
-        ("CNI_PATH", args.path.as_str()),
-        ("CNI_NETNS_OVERRIDE", args.netns_override.as_str()),
-    ];
+    let env = delegate_env(command, args);
     let getenv = |name: &str| {
         env.iter()
             .find(|(k, _)| *k == name)

@@ -6,9 +6,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use cni_net::iface::{self, configure_iface, delete_link_with_addresses, setup_veth};
+use cni_net::iface::{self, configure_iface, setup_veth};
 use cni_net::netfilter::{Backend, masq, spoofchk};
-use cni_net::{BridgePort, EEXIST, Link, NetError, NetNs, Netlink, sysctl};
+use cni_net::{BridgePort, EEXIST, Link, NetNs, Netlink, sysctl};
 use cni_skel::{CmdArgs, Command, Plugin};
 use cni_types::Error;
 use cni_types::net::IpNet;
@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common::{
-    IpamType, MacArgs, Rollback, RuntimeMac, check_addresses_and_routes, container_mac,
-    find_container_iface, ipam_add, ipam_verb, prev_result,
+    IpamType, MacArgs, Rollback, RuntimeMac, check_addresses_and_routes, check_container_veth,
+    container_mac, delete_container_link, ipam_add, ipam_verb, prev_result,
 };
 use crate::net_error;
 
@@ -337,22 +337,7 @@ impl Plugin for Bridge {
 
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let conf = Conf::load(args)?;
-        let mut addresses = Vec::new();
-        if !args.netns.is_empty() {
-            match NetNs::open(&args.netns) {
-                Ok(netns) => {
-                    let mut container = Netlink::open_in(&netns).map_err(net_error)?;
-                    match delete_link_with_addresses(&mut container, &args.ifname) {
-                        Ok(found) => addresses = found,
-                        Err(NetError::LinkNotFound(_)) => {}
-                        Err(e) => return Err(net_error(e)),
-                    }
-                }
-                // Already gone: release the address and the rules all the same.
-                Err(NetError::NetnsNotFound(_)) => {}
-                Err(e) => return Err(net_error(e)),
-            }
-        }
+        let mut addresses = delete_container_link(args)?;
         if let Some(ipam_type) = conf.ipam_type() {
             ipam_verb(ipam_type, Command::Del, args)?;
         }
@@ -406,35 +391,7 @@ impl Plugin for Bridge {
                 bridge.name, bridge.promisc, conf.promisc_mode
             )));
         }
-        let iface = find_container_iface(&prev, &args.ifname, &args.netns).ok_or_else(|| {
-            Error::internal(format!(
-                "Sandbox {} does not have interface {}",
-                args.netns, args.ifname
-            ))
-        })?;
-        let netns = NetNs::open(&args.netns).map_err(net_error)?;
-        let mut container = Netlink::open_in(&netns).map_err(net_error)?;
-        let link = container
-            .link_by_name(&args.ifname)
-            .map_err(net_error)?
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "Container Interface name in prevResult: {} not found",
-                    args.ifname
-                ))
-            })?;
-        if link.kind != "veth" {
-            return Err(Error::internal(format!(
-                "Error: Container interface: {} not of type veth",
-                link.name
-            )));
-        }
-        if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac) {
-            return Err(Error::internal(format!(
-                "Interface {} Mac doesn't match: {} not found",
-                link.name, iface.mac
-            )));
-        }
+        let (mut container, link) = check_container_veth(args, &prev)?;
         let mut peer_found = false;
         for candidate in prev.interfaces.iter().filter(|i| i.sandbox.is_empty()) {
             if let Some(host_link) = host.link_by_name(&candidate.name).map_err(net_error)?

@@ -1,10 +1,12 @@
 //! What the interface-creating plugins share: IPAM delegation with rollback, the
 //! container MAC from args, and the CHECK of addresses and routes.
 
-use cni_net::{Link, Netlink};
+use cni_net::iface::delete_link_with_addresses;
+use cni_net::{Link, NetError, NetNs, Netlink};
 use cni_skel::invoke::{delegate_add, delegate_verb};
 use cni_skel::{CmdArgs, Command};
 use cni_types::Error;
+use cni_types::net::IpNet;
 use cni_types::result::{Result as CniResult, parse_prev_result, v100};
 use serde::Deserialize;
 use serde_json::Value;
@@ -148,7 +150,7 @@ pub fn check_addresses_and_routes(
 }
 
 /// The first interface of a result named `name` whose sandbox is `netns`.
-pub fn find_container_iface<'r>(
+fn find_container_iface<'r>(
     result: &'r v100::Result,
     name: &str,
     netns: &str,
@@ -157,4 +159,58 @@ pub fn find_container_iface<'r>(
         .interfaces
         .iter()
         .find(|i| i.name == name && i.sandbox == netns)
+}
+
+/// DEL of the container end: deletes `CNI_IFNAME` and returns its global addresses.
+/// No `CNI_NETNS`, a netns that is gone and a missing link are all "already done".
+pub fn delete_container_link(args: &CmdArgs) -> Result<Vec<IpNet>, Error> {
+    if args.netns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let netns = match NetNs::open(&args.netns) {
+        Ok(netns) => netns,
+        Err(NetError::NetnsNotFound(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(net_error(e)),
+    };
+    let mut container = Netlink::open_in(&netns).map_err(net_error)?;
+    match delete_link_with_addresses(&mut container, &args.ifname) {
+        Ok(found) => Ok(found),
+        Err(NetError::LinkNotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(net_error(e)),
+    }
+}
+
+/// CHECK of the container end: prevResult names it in this netns, and the kernel has
+/// it as a veth with that MAC. Returns a socket in the container netns and the link.
+pub fn check_container_veth(args: &CmdArgs, prev: &v100::Result) -> Result<(Netlink, Link), Error> {
+    let iface = find_container_iface(prev, &args.ifname, &args.netns).ok_or_else(|| {
+        Error::internal(format!(
+            "Sandbox {} does not have interface {}",
+            args.netns, args.ifname
+        ))
+    })?;
+    let netns = NetNs::open(&args.netns).map_err(net_error)?;
+    let mut container = Netlink::open_in(&netns).map_err(net_error)?;
+    let link = container
+        .link_by_name(&args.ifname)
+        .map_err(net_error)?
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "Container Interface name in prevResult: {} not found",
+                args.ifname
+            ))
+        })?;
+    if link.kind != "veth" {
+        return Err(Error::internal(format!(
+            "Error: Container interface: {} not of type veth",
+            link.name
+        )));
+    }
+    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac) {
+        return Err(Error::internal(format!(
+            "Interface {} Mac {} doesn't match container Mac: {}",
+            link.name, iface.mac, link.mac
+        )));
+    }
+    Ok((container, link))
 }

@@ -2,10 +2,10 @@
 //! `plugins/main/ptp`). The container reaches everything through the gateway as an
 //! on-link /32 (/128) neighbour; the host routes each container address to its veth.
 
-use cni_net::iface::{configure_iface, delete_link_with_addresses, setup_veth};
+use cni_net::iface::{configure_iface, setup_veth};
 use cni_net::netfilter::{Backend, masq};
 use cni_net::route::Route as KernelRoute;
-use cni_net::{EEXIST, NetError, NetNs, Netlink, sysctl};
+use cni_net::{EEXIST, NetNs, Netlink, sysctl};
 use cni_skel::{CmdArgs, Command, Plugin};
 use cni_types::Error;
 use cni_types::net::IpNet;
@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common::{
-    IpamType, Rollback, check_addresses_and_routes, find_container_iface, ipam_add, ipam_verb,
-    prev_result,
+    IpamType, Rollback, check_addresses_and_routes, check_container_veth, delete_container_link,
+    ipam_add, ipam_verb, prev_result,
 };
 use crate::net_error;
 
@@ -189,21 +189,7 @@ impl Plugin for Ptp {
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let conf = Conf::load(args)?;
         ipam_verb(&conf.ipam.plugin_type, Command::Del, args)?;
-        let mut addresses = Vec::new();
-        if !args.netns.is_empty() {
-            match NetNs::open(&args.netns) {
-                Ok(netns) => {
-                    let mut container = Netlink::open_in(&netns).map_err(net_error)?;
-                    match delete_link_with_addresses(&mut container, &args.ifname) {
-                        Ok(found) => addresses = found,
-                        Err(NetError::LinkNotFound(_)) => {}
-                        Err(e) => return Err(net_error(e)),
-                    }
-                }
-                Err(NetError::NetnsNotFound(_)) => {}
-                Err(e) => return Err(net_error(e)),
-            }
-        }
+        let mut addresses = delete_container_link(args)?;
         if conf.ip_masq {
             if addresses.is_empty()
                 && let Ok(prev) = prev_result(&conf.cni_version, conf.prev_result.clone())
@@ -220,35 +206,7 @@ impl Plugin for Ptp {
         let conf = Conf::load(args)?;
         ipam_verb(&conf.ipam.plugin_type, Command::Check, args)?;
         let prev = prev_result(&conf.cni_version, conf.prev_result.clone())?;
-        let iface = find_container_iface(&prev, &args.ifname, &args.netns).ok_or_else(|| {
-            Error::internal(format!(
-                "Sandbox {} does not have interface {}",
-                args.netns, args.ifname
-            ))
-        })?;
-        let netns = NetNs::open(&args.netns).map_err(net_error)?;
-        let mut container = Netlink::open_in(&netns).map_err(net_error)?;
-        let link = container
-            .link_by_name(&args.ifname)
-            .map_err(net_error)?
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "Container Interface name in prevResult: {} not found",
-                    args.ifname
-                ))
-            })?;
-        if link.kind != "veth" {
-            return Err(Error::internal(format!(
-                "Error: Container interface: {} not of type veth/p2p",
-                link.name
-            )));
-        }
-        if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac) {
-            return Err(Error::internal(format!(
-                "Interface {} Mac {} doesn't match container Mac: {}",
-                link.name, iface.mac, link.mac
-            )));
-        }
+        let (mut container, link) = check_container_veth(args, &prev)?;
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 
