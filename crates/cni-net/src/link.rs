@@ -96,23 +96,11 @@ impl Netlink {
         peer: &str,
         peer_netns: &NetNs,
     ) -> Result<()> {
-        let mut peer_message = LinkMessage::default();
-        peer_message
-            .attributes
-            .push(LinkAttribute::IfName(peer.to_string()));
+        let mut peer_message = named(peer, mtu);
         peer_message
             .attributes
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
-        if mtu > 0 {
-            peer_message.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_string()));
-        if mtu > 0 {
-            message.attributes.push(LinkAttribute::Mtu(mtu));
-        }
+        let mut message = named(name, mtu);
         if let Some(mac) = mac {
             message
                 .attributes
@@ -127,13 +115,7 @@ impl Netlink {
 
     /// Creates a bridge (down). `mtu` 0 keeps the kernel default.
     pub fn create_bridge(&mut self, name: &str, mtu: u32, vlan_filtering: bool) -> Result<()> {
-        let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_string()));
-        if mtu > 0 {
-            message.attributes.push(LinkAttribute::Mtu(mtu));
-        }
+        let mut message = named(name, mtu);
         let mut info = vec![LinkInfo::Kind(InfoKind::Bridge)];
         if vlan_filtering {
             info.push(LinkInfo::Data(InfoData::Bridge(vec![
@@ -142,27 +124,6 @@ impl Netlink {
         }
         message.attributes.push(LinkAttribute::LinkInfo(info));
         self.create(message, &format!("create bridge {name:?}"))
-    }
-
-    /// Creates a link of a kind that needs no further data (`dummy`, `ifb`, ...).
-    pub fn create_simple(&mut self, name: &str, kind: &str, mtu: u32) -> Result<()> {
-        let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_string()));
-        if mtu > 0 {
-            message.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        let kind = match kind {
-            "dummy" => InfoKind::Dummy,
-            "ifb" => InfoKind::Ifb,
-            "bridge" => InfoKind::Bridge,
-            other => InfoKind::Other(other.to_string()),
-        };
-        message
-            .attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
-        self.create(message, &format!("create link {name:?}"))
     }
 
     fn create(&mut self, message: LinkMessage, op: &str) -> Result<()> {
@@ -300,6 +261,18 @@ impl Netlink {
         self.request(RouteNetlinkMessage::SetLink(message), NLM_F_ACK, op)
             .map(drop)
     }
+}
+
+/// A new link's message: its name, and its MTU unless 0 (the kernel default).
+fn named(name: &str, mtu: u32) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(name.to_string()));
+    if mtu > 0 {
+        message.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    message
 }
 
 /// An `AF_BRIDGE` link message carrying one VLAN entry for the port's master.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use cni_net::iface::{self, configure_iface, setup_veth};
-use cni_net::netfilter::{Backend, masq, spoofchk};
+use cni_net::netfilter::{Backend, spoofchk};
 use cni_net::{BridgePort, EEXIST, Link, NetNs, Netlink, sysctl};
 use cni_skel::{CmdArgs, Command, Plugin};
 use cni_types::Error;
@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use super::common::{
     IpamType, MacArgs, Rollback, RuntimeMac, check_addresses_and_routes, check_container_veth,
-    container_mac, delete_container_link, ipam_add, ipam_verb, prev_result,
+    container_mac, delete_container_link, ipam_add, ipam_verb, masq_backend, masq_owner,
+    prev_result, setup_masq, teardown_masq,
 };
 use crate::net_error;
 
@@ -64,6 +65,9 @@ struct Conf {
     runtime_config: Option<RuntimeMac>,
     #[serde(rename = "prevResult")]
     prev_result: Option<Value>,
+    /// From `ipMasq` and `ipMasqBackend`, decided once in [`Conf::load`].
+    #[serde(skip)]
+    masq_backend: Option<Backend>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,10 +106,7 @@ impl Conf {
                 "cannot use IPAM when DisableContainerInterface flag is set",
             ));
         }
-        if conf.ip_masq {
-            Backend::choose(conf.ip_masq_backend.as_deref(), "ipmasq backend")
-                .map_err(Error::internal)?;
-        }
+        conf.masq_backend = masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
         Ok(conf)
     }
 
@@ -119,14 +120,6 @@ impl Conf {
 
     fn mtu(&self) -> u32 {
         u32::try_from(self.mtu).unwrap_or(0)
-    }
-
-    fn masq_owner<'a>(&'a self, args: &'a CmdArgs) -> masq::Owner<'a> {
-        masq::Owner {
-            network: &self.name,
-            ifname: &args.ifname,
-            container_id: &args.container_id,
-        }
     }
 }
 
@@ -300,16 +293,13 @@ impl Plugin for Bridge {
                 }
             }
 
-            if conf.ip_masq {
-                let backend = Backend::choose(conf.ip_masq_backend.as_deref(), "ipmasq backend")
-                    .map_err(Error::internal)?;
-                let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
-                let owner = conf.masq_owner(args);
-                rollback.push(move || {
-                    let _ = masq::teardown(&[], &owner);
-                });
-                masq::setup(backend, &ips, &owner)
-                    .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))?;
+            if let Some(backend) = conf.masq_backend {
+                setup_masq(
+                    backend,
+                    &result,
+                    masq_owner(&conf.name, args),
+                    &mut rollback,
+                )?;
             }
         } else if !conf.disable_container_interface {
             container
@@ -337,7 +327,7 @@ impl Plugin for Bridge {
 
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let conf = Conf::load(args)?;
-        let mut addresses = delete_container_link(args)?;
+        let addresses = delete_container_link(args)?;
         if let Some(ipam_type) = conf.ipam_type() {
             ipam_verb(ipam_type, Command::Del, args)?;
         }
@@ -345,16 +335,13 @@ impl Plugin for Bridge {
             eprintln!("failed to remove the MAC spoof check: {e}");
         }
         if conf.ipam_type().is_some() && conf.ip_masq {
-            // Upstream needs the addresses of the deleted link and leaks the rules when
-            // the link or netns is gone; the rules are found by name here.
-            if addresses.is_empty()
-                && let Some(prev) = &conf.prev_result
-                && let Ok(prev) = prev_result(&conf.cni_version, Some(prev.clone()))
-            {
-                addresses = prev.ips.iter().map(|ip| ip.address).collect();
-            }
-            masq::teardown(&addresses, &conf.masq_owner(args))
-                .map_err(|e| Error::internal(format!("failed to tear down IP masquerade: {e}")))?;
+            let owner = masq_owner(&conf.name, args);
+            teardown_masq(
+                addresses,
+                &conf.cni_version,
+                conf.prev_result.as_ref(),
+                owner,
+            )?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! container MAC from args, and the CHECK of addresses and routes.
 
 use cni_net::iface::delete_link_with_addresses;
+use cni_net::netfilter::{Backend, masq};
 use cni_net::{Link, NetError, NetNs, Netlink};
 use cni_skel::invoke::{delegate_add, delegate_verb};
 use cni_skel::{CmdArgs, Command};
@@ -213,4 +214,57 @@ pub fn check_container_veth(args: &CmdArgs, prev: &v100::Result) -> Result<(Netl
         )));
     }
     Ok((container, link))
+}
+
+/// The config's `ipMasqBackend`, checked once when the config is loaded.
+pub fn masq_backend(ip_masq: bool, requested: Option<&str>) -> Result<Option<Backend>, Error> {
+    if !ip_masq {
+        return Ok(None);
+    }
+    Backend::choose(requested, "ipmasq backend")
+        .map(Some)
+        .map_err(Error::internal)
+}
+
+/// The owner of an attachment's masquerade rules.
+pub fn masq_owner<'a>(network: &'a str, args: &'a CmdArgs) -> masq::Owner<'a> {
+    masq::Owner {
+        network,
+        ifname: &args.ifname,
+        container_id: &args.container_id,
+    }
+}
+
+/// ipMasq on ADD: masquerade from the result's addresses, undone by `rollback` if the
+/// ADD fails later.
+pub fn setup_masq<'a>(
+    backend: Backend,
+    result: &v100::Result,
+    owner: masq::Owner<'a>,
+    rollback: &mut Rollback<'a>,
+) -> Result<(), Error> {
+    let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
+    rollback.push(move || {
+        let _ = masq::teardown(&[], &owner);
+    });
+    masq::setup(backend, &ips, &owner)
+        .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))
+}
+
+/// ipMasq on DEL. The rules are found by name, so unlike upstream (plugins#810) they go
+/// also when the link or netns is already gone; the deleted link's addresses, else
+/// prevResult's, only narrow the families to look at.
+pub fn teardown_masq(
+    mut addresses: Vec<IpNet>,
+    cni_version: &str,
+    prev: Option<&Value>,
+    owner: masq::Owner,
+) -> Result<(), Error> {
+    if addresses.is_empty()
+        && let Ok(prev) = prev_result(cni_version, prev.cloned())
+    {
+        addresses = prev.ips.iter().map(|ip| ip.address).collect();
+    }
+    masq::teardown(&addresses, &owner)
+        .map_err(|e| Error::internal(format!("failed to tear down IP masquerade: {e}")))
 }

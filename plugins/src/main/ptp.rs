@@ -3,7 +3,7 @@
 //! on-link /32 (/128) neighbour; the host routes each container address to its veth.
 
 use cni_net::iface::{configure_iface, setup_veth};
-use cni_net::netfilter::{Backend, masq};
+use cni_net::netfilter::Backend;
 use cni_net::route::Route as KernelRoute;
 use cni_net::{EEXIST, NetNs, Netlink, sysctl};
 use cni_skel::{CmdArgs, Command, Plugin};
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::common::{
     IpamType, Rollback, check_addresses_and_routes, check_container_veth, delete_container_link,
-    ipam_add, ipam_verb, prev_result,
+    ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq, teardown_masq,
 };
 use crate::net_error;
 
@@ -34,24 +34,16 @@ struct Conf {
     dns: Dns,
     #[serde(rename = "prevResult")]
     prev_result: Option<Value>,
+    /// From `ipMasq` and `ipMasqBackend`, decided once in [`Conf::load`].
+    #[serde(skip)]
+    masq_backend: Option<Backend>,
 }
 
 impl Conf {
     fn load(args: &CmdArgs) -> Result<Conf, Error> {
-        let conf: Conf = args.config()?;
-        if conf.ip_masq {
-            Backend::choose(conf.ip_masq_backend.as_deref(), "ipmasq backend")
-                .map_err(Error::internal)?;
-        }
+        let mut conf: Conf = args.config()?;
+        conf.masq_backend = masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
         Ok(conf)
-    }
-
-    fn masq_owner<'a>(&'a self, args: &'a CmdArgs) -> masq::Owner<'a> {
-        masq::Owner {
-            network: &self.name,
-            ifname: &args.ifname,
-            container_id: &args.container_id,
-        }
     }
 }
 
@@ -164,16 +156,13 @@ impl Plugin for Ptp {
             add_route_once(&mut host, &route)?;
         }
 
-        if conf.ip_masq {
-            let backend = Backend::choose(conf.ip_masq_backend.as_deref(), "ipmasq backend")
-                .map_err(Error::internal)?;
-            let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
-            let owner = conf.masq_owner(args);
-            rollback.push(move || {
-                let _ = masq::teardown(&[], &owner);
-            });
-            masq::setup(backend, &ips, &owner)
-                .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))?;
+        if let Some(backend) = conf.masq_backend {
+            setup_masq(
+                backend,
+                &result,
+                masq_owner(&conf.name, args),
+                &mut rollback,
+            )?;
         }
 
         if let Some(link) = host.link_by_index(veth.host.index).map_err(net_error)? {
@@ -189,15 +178,15 @@ impl Plugin for Ptp {
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let conf = Conf::load(args)?;
         ipam_verb(&conf.ipam.plugin_type, Command::Del, args)?;
-        let mut addresses = delete_container_link(args)?;
+        let addresses = delete_container_link(args)?;
         if conf.ip_masq {
-            if addresses.is_empty()
-                && let Ok(prev) = prev_result(&conf.cni_version, conf.prev_result.clone())
-            {
-                addresses = prev.ips.iter().map(|ip| ip.address).collect();
-            }
-            masq::teardown(&addresses, &conf.masq_owner(args))
-                .map_err(|e| Error::internal(format!("failed to tear down IP masquerade: {e}")))?;
+            let owner = masq_owner(&conf.name, args);
+            teardown_masq(
+                addresses,
+                &conf.cni_version,
+                conf.prev_result.as_ref(),
+                owner,
+            )?;
         }
         Ok(())
     }

@@ -76,10 +76,9 @@ impl<'a> Allocator<'a> {
     }
 
     /// STATUS: whether any address of the set is still free.
-    pub fn has_free(&self) -> Result<bool, cni_types::Error> {
-        Ok(self
-            .candidates()
-            .any(|(_, ip)| !self.store.is_reserved(&ip)))
+    pub fn has_free(&self) -> bool {
+        self.candidates()
+            .any(|(_, ip)| !self.store.is_reserved(&ip))
     }
 
     /// Every candidate address once, as (range index, address), in round-robin order.

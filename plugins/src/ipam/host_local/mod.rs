@@ -95,7 +95,7 @@ impl Plugin for HostLocal {
         let store = Store::open(&conf.data_dir, &conf.name)?;
         let _lock = store.lock()?;
         for (index, set) in conf.ranges.iter().enumerate() {
-            if !Allocator::new(set, &store, index).has_free()? {
+            if !Allocator::new(set, &store, index).has_free() {
                 return Err(Error::new(
                     code::PLUGIN_NOT_AVAILABLE,
                     format!("no IP addresses available in range set: {set}"),
