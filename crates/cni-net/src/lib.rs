@@ -8,6 +8,7 @@
 //!   in, with the link and address operations plugins need.
 
 pub mod addr;
+pub mod conntrack;
 pub mod iface;
 pub mod link;
 pub mod netfilter;

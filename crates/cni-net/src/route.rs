@@ -92,6 +92,28 @@ impl Netlink {
         self.request(message, NLM_F_ACK | flags, &op).map(drop)
     }
 
+    /// The output interface the kernel would use to reach `dst` (`ip route get`), or
+    /// `None` when there is no route or it has no interface.
+    pub fn route_get(&mut self, dst: IpAddr) -> Result<Option<u32>> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = family(&dst);
+        message.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        message
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        let replies = match self.request(
+            RouteNetlinkMessage::GetRoute(message),
+            0,
+            &format!("failed to get route to {dst}"),
+        ) {
+            Ok(replies) => replies,
+            // Unreachable destinations are an error reply, not an empty answer.
+            Err(e) if e.errno().is_some() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(replies.into_iter().find_map(route_from).and_then(|r| r.oif))
+    }
+
     /// The unicast routes of one family (`v6`) in every table.
     pub fn routes(&mut self, v6: bool) -> Result<Vec<Route>> {
         let mut message = RouteMessage::default();

@@ -161,12 +161,9 @@ fn iptables_teardown(v6: bool, owner: &Owner) -> Result<()> {
 fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
     let t = format!("inet {NFT_TABLE}");
     let instance = owner.nft_instance();
-    let stale: Vec<u64> = nft::list("inet", NFT_TABLE)?
-        .rules
-        .into_iter()
-        .filter(|(chain, _, comment)| chain == "masq_checks" && comment.starts_with(&instance))
-        .map(|(_, handle, _)| handle)
-        .collect();
+    let stale = nft::list("inet", NFT_TABLE)?.delete_rules(&t, |r| {
+        r.chain == "masq_checks" && r.comment.starts_with(&instance)
+    });
     let mut script = vec![
         format!("add table {t} {{ comment \"{NFT_TABLE_COMMENT}\" ; }}"),
         format!("add chain {t} masq_checks"),
@@ -182,9 +179,7 @@ fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
         ),
         format!("add rule {t} postrouting goto masq_checks"),
     ];
-    for handle in stale {
-        script.push(format!("delete rule {t} masq_checks handle {handle}"));
-    }
+    script.extend(stale);
     let comment = owner.nft_comment();
     for ip in ips {
         let family = match ip.addr() {
@@ -202,12 +197,9 @@ fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
 
 fn nft_teardown(owner: &Owner) -> Result<()> {
     let instance = owner.nft_instance();
-    let script: Vec<String> = nft::list("inet", NFT_TABLE)?
-        .rules
-        .into_iter()
-        .filter(|(chain, _, comment)| chain == "masq_checks" && comment.starts_with(&instance))
-        .map(|(_, handle, _)| format!("delete rule inet {NFT_TABLE} masq_checks handle {handle}"))
-        .collect();
+    let script = nft::list("inet", NFT_TABLE)?.delete_rules(&format!("inet {NFT_TABLE}"), |r| {
+        r.chain == "masq_checks" && r.comment.starts_with(&instance)
+    });
     if script.is_empty() {
         return Ok(());
     }

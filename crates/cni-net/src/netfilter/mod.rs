@@ -4,6 +4,7 @@
 //! one `iptables -S` or `nft -j list` beforehand, never a process per rule.
 
 pub mod masq;
+pub mod portmap;
 pub mod spoofchk;
 
 use std::io::Write;
@@ -155,9 +156,18 @@ pub(crate) mod iptables {
     /// The rules of `chain` in a `-S` listing that jump to `target`, as `-D` lines.
     pub fn jumps_to(listing: &[String], chain: &str, target: &str) -> Vec<String> {
         let head = format!("-A {chain} ");
+        jumps(listing, target, |l| l.starts_with(&head))
+    }
+
+    /// The rules of any chain in a `-S` listing that jump to `target`, as `-D` lines.
+    pub fn jumps_to_any(listing: &[String], target: &str) -> Vec<String> {
+        jumps(listing, target, |l| l.starts_with("-A "))
+    }
+
+    fn jumps(listing: &[String], target: &str, pick: impl Fn(&str) -> bool) -> Vec<String> {
         listing
             .iter()
-            .filter(|l| l.starts_with(&head))
+            .filter(|l| pick(l))
             .filter(|l| {
                 let tokens: Vec<&str> = l.split_whitespace().collect();
                 tokens.windows(2).any(|w| w[0] == "-j" && w[1] == target)
@@ -185,8 +195,30 @@ pub(crate) mod nft {
     #[derive(Debug, Default)]
     pub struct Listing {
         pub chains: Vec<String>,
-        /// (chain, handle, comment)
-        pub rules: Vec<(String, u64, String)>,
+        pub rules: Vec<Rule>,
+    }
+
+    impl Listing {
+        /// `delete rule` commands for the rules `matches` picks; `table` is
+        /// `<family> <name>`.
+        pub fn delete_rules(&self, table: &str, matches: impl Fn(&Rule) -> bool) -> Vec<String> {
+            self.rules
+                .iter()
+                .filter(|r| matches(r))
+                .map(|r| format!("delete rule {table} {} handle {}", r.chain, r.handle))
+                .collect()
+        }
+    }
+
+    /// A rule as `nft -j` shows it.
+    #[derive(Debug)]
+    pub struct Rule {
+        pub chain: String,
+        pub handle: u64,
+        /// Empty when the rule has none.
+        pub comment: String,
+        /// The statements, in nft's JSON schema.
+        pub expr: Value,
     }
 
     pub fn list(family: &str, table: &str) -> Result<Listing> {
@@ -208,8 +240,12 @@ pub(crate) mod nft {
                 && let (Some(chain), Some(handle)) =
                     (rule["chain"].as_str(), rule["handle"].as_u64())
             {
-                let comment = rule["comment"].as_str().unwrap_or_default().to_string();
-                listing.rules.push((chain.to_string(), handle, comment));
+                listing.rules.push(Rule {
+                    chain: chain.to_string(),
+                    handle,
+                    comment: rule["comment"].as_str().unwrap_or_default().to_string(),
+                    expr: rule["expr"].clone(),
+                });
             }
         }
         Ok(listing)

@@ -31,12 +31,8 @@ impl SpoofCheck<'_> {
         let chain = iface_chain(self.container_id, self.ifname);
         let mac_chain = format!("{chain}-mac");
         let comment = comment(self.container_id, self.ifname);
-        let stale: Vec<String> = nft::list("bridge", "nat")?
-            .rules
-            .into_iter()
-            .filter(|(c, _, text)| c == "PREROUTING" && *text == comment)
-            .map(|(_, handle, _)| format!("delete rule {TABLE} PREROUTING handle {handle}"))
-            .collect();
+        let stale = nft::list("bridge", "nat")?
+            .delete_rules(TABLE, |r| r.chain == "PREROUTING" && r.comment == comment);
         let mut script = vec![
             format!("add table {TABLE}"),
             format!(
@@ -73,12 +69,8 @@ pub fn teardown(container_id: &str, ifname: &str) -> Result<()> {
     let mac_chain = format!("{chain}-mac");
     let comment = comment(container_id, ifname);
     let listing = nft::list("bridge", "nat")?;
-    let mut script: Vec<String> = listing
-        .rules
-        .iter()
-        .filter(|(c, _, text)| c == "PREROUTING" && *text == comment)
-        .map(|(_, handle, _)| format!("delete rule {TABLE} PREROUTING handle {handle}"))
-        .collect();
+    let mut script =
+        listing.delete_rules(TABLE, |r| r.chain == "PREROUTING" && r.comment == comment);
     for name in [&chain, &mac_chain] {
         if listing.chains.contains(name) {
             script.push(format!("flush chain {TABLE} {name}"));
