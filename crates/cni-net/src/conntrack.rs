@@ -141,10 +141,9 @@ impl Ctnetlink {
                 .map_err(|e| NetError::io(op, e))?;
             let mut offset = 0;
             while offset + 16 <= bytes.len() {
-                let field = |at: usize, len: usize| &bytes[offset + at..offset + at + len];
-                let length = u32::from_ne_bytes(field(0, 4).try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(field(4, 2).try_into().unwrap());
-                let sequence = u32::from_ne_bytes(field(8, 4).try_into().unwrap());
+                let length = u32_at(&bytes, offset) as usize;
+                let kind = u16::from_ne_bytes([bytes[offset + 4], bytes[offset + 5]]);
+                let sequence = u32_at(&bytes, offset + 8);
                 if length < 16 || offset + length > bytes.len() {
                     return Err(NetError::Decode {
                         op: op.to_string(),
@@ -159,10 +158,12 @@ impl Ctnetlink {
                 match kind {
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
-                        let code = body
-                            .get(..4)
-                            .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
-                            .unwrap_or(0);
+                        // The errno, negated; a body too short to hold one is an ack.
+                        let code = if body.len() >= 4 {
+                            u32_at(body, 0) as i32
+                        } else {
+                            0
+                        };
                         if code == 0 {
                             return Ok(());
                         }
@@ -181,8 +182,13 @@ impl Ctnetlink {
     }
 }
 
+/// A native-endian u32 at `at`; callers check the length first.
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
 fn pad(bytes: &mut Vec<u8>) {
-    while bytes.len() % 4 != 0 {
+    while !bytes.len().is_multiple_of(4) {
         bytes.push(0);
     }
 }
