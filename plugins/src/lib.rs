@@ -6,6 +6,7 @@
 
 pub mod ipam;
 pub mod main;
+pub mod meta;
 
 use cni_skel::Plugin;
 
@@ -15,6 +16,7 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Plugin)> {
         ("bridge", &main::bridge::Bridge),
         ("host-local", &ipam::host_local::HostLocal),
         ("loopback", &main::loopback::Loopback),
+        ("portmap", &meta::portmap::Portmap),
         ("ptp", &main::ptp::Ptp),
         ("static", &ipam::static_ipam::Static),
     ]

@@ -371,7 +371,14 @@ fn rcni_lists_and_installs_its_plugins() {
         names.sort();
         names
     };
-    let plugins = ["bridge", "host-local", "loopback", "ptp", "static"];
+    let plugins = [
+        "bridge",
+        "host-local",
+        "loopback",
+        "portmap",
+        "ptp",
+        "static",
+    ];
     assert_eq!(installed_names(), plugins, "only plugins are installed");
     // Installing again replaces the links in place.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_rcni"))

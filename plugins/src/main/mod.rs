@@ -1,6 +1,6 @@
 //! Main plugins: they create or set up the interface in the container.
 
 pub mod bridge;
-mod common;
+pub(crate) mod common;
 pub mod loopback;
 pub mod ptp;

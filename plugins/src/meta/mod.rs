@@ -1,0 +1,4 @@
+//! Chained plugins that adjust what an interface-creating plugin set up
+//! (upstream `plugins/meta`).
+
+pub mod portmap;
