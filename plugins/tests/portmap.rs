@@ -211,6 +211,7 @@ fn network(sandbox: &Sandbox, backend: &str) -> Network {
 
 const MAPPINGS: &str = r#"{"portMappings": [
     {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+    {"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": "192.0.2.1"},
     {"hostPort": 5300, "containerPort": 53, "protocol": "udp"}
 ]}"#;
 
@@ -301,10 +302,21 @@ fn forwarding_end_to_end(backend: &str) {
         (container, "hairpin v4", "192.0.2.1:8080"),
         (container, "hairpin v6", "[2001:db8:5::1]:8080"),
         (container, "hairpin via gateway", "10.22.0.1:8080"),
+        (external, "its host IP", "192.0.2.1:8081"),
+        (host, "its host IP from the host", "192.0.2.1:8081"),
     ] {
         let answer = tcp_get(from, to);
         if answer.as_deref() != Ok("tcp-ok") {
             failures.push(format!("{name} ({to}): {answer:?}"));
+        }
+    }
+    // A mapping with a host IP answers on that address only.
+    for (from, name, to) in [
+        (host, "other address", "127.0.0.1:8081"),
+        (external, "other family", "[2001:db8:5::1]:8081"),
+    ] {
+        if let Ok(answer) = tcp_get(from, to) {
+            failures.push(format!("{name} ({to}) answered {answer:?}"));
         }
     }
     assert!(
@@ -335,9 +347,9 @@ fn forwarding_end_to_end(backend: &str) {
     let rules = firewall(&sandbox, backend);
     if backend == "iptables" {
         assert!(rules.contains("-N CNI-DN-"), "{rules}");
-        assert_eq!(rules.matches("--to-destination").count(), 4, "{rules}");
+        assert_eq!(rules.matches("--to-destination").count(), 5, "{rules}");
     } else {
-        assert_eq!(rules.matches(" dnat to ").count(), 4, "{rules}");
+        assert_eq!(rules.matches(" dnat to ").count(), 5, "{rules}");
         assert!(rules.contains("table ip6 cni_hostport"), "{rules}");
         assert_eq!(
             std::fs::read_dir(net.portmap_dir.join("pmnet"))
@@ -696,4 +708,54 @@ fn go_portmap_interop() {
     );
     let left = iptables_nat(&sandbox, false) + &iptables_nat(&sandbox, true);
     assert!(!left.contains("CNI-DN-"), "{left}");
+}
+
+/// `externalSetMarkChain` rules jump to the runtime's chain; when that chain exists
+/// in IPv4 only, the IPv6 half fails and the ADD removes its IPv4 half too.
+#[test]
+fn external_mark_chain_and_a_failed_add_that_leaves_nothing() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    let runner = Runner::new(&sandbox);
+    let data = sandbox.state_dir().join("portmap");
+    let iptables = |v6: bool, args: &[&str]| {
+        let bin = if v6 { "ip6tables" } else { "iptables" };
+        let out = sandbox.run_in_host(Path::new(bin), args, &[]);
+        assert!(out.status.success(), "{bin} {args:?}");
+    };
+    iptables(false, &["-t", "nat", "-N", "KUBE-MARK-MASQ"]);
+    let mut stdin = conf(
+        "pmnet",
+        "iptables",
+        &data,
+        json!({"externalSetMarkChain": "KUBE-MARK-MASQ"}),
+    );
+    stdin["prevResult"] = prev_result("10.99.0.5/24", "fd99::5/64");
+    let (code, msg) = runner.fails(&portmap(), "ADD", "ctr-1", "eth0", "", &stdin.to_string());
+    assert_eq!(code, 999);
+    assert!(msg.contains("ip6tables-restore"), "{msg}");
+    assert_eq!(
+        rules_of(&sandbox, "iptables", "pmnet", "ctr-1"),
+        Vec::<String>::new()
+    );
+
+    iptables(true, &["-t", "nat", "-N", "KUBE-MARK-MASQ"]);
+    runner.add(&portmap(), "ctr-1", "eth0", &stdin.to_string());
+    let rules = rules_of(&sandbox, "iptables", "pmnet", "ctr-1");
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| r.ends_with("-j KUBE-MARK-MASQ"))
+            .count(),
+        8,
+        "{rules:#?}"
+    );
+    let nat = iptables_nat(&sandbox, false);
+    assert!(!nat.contains("CNI-HOSTPORT-SETMARK"), "{nat}");
+    runner.ok(&portmap(), "CHECK", "ctr-1", "eth0", &stdin.to_string());
+    runner.ok(&portmap(), "DEL", "ctr-1", "eth0", &stdin.to_string());
+    assert_eq!(
+        rules_of(&sandbox, "iptables", "pmnet", "ctr-1"),
+        Vec::<String>::new()
+    );
 }
