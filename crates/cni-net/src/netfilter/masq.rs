@@ -117,12 +117,29 @@ pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
 }
 
 fn iptables_setup(v6: bool, ips: &[IpNet], owner: &Owner) -> Result<()> {
+    // A new container's chain cannot exist yet, and neither can a jump to it: `-N`
+    // (which fails on an existing chain) makes that an atomic check, so the common
+    // ADD is one process. A repeated ADD falls back to reading the table.
+    let fresh = iptables_setup_lines(ips, owner, None);
+    if iptables::restore(v6, "nat", &fresh).is_ok() {
+        return Ok(());
+    }
+    let listing = iptables::list(v6, "nat")?;
+    iptables::restore(v6, "nat", &iptables_setup_lines(ips, owner, Some(&listing)))
+}
+
+/// The restore lines for the masquerade of `ips`: for a chain that must not exist
+/// yet (`listing` `None`), or rewriting it, given the table's `-S` listing.
+fn iptables_setup_lines(ips: &[IpNet], owner: &Owner, listing: Option<&[String]>) -> Vec<String> {
+    let v6 = ips.first().is_some_and(|ip| ip.addr().is_ipv6());
     let chain = owner.chain();
     let comment = iptables::quote(&owner.iptables_comment());
-    let listing = iptables::list(v6, "nat")?;
     // Declaring the chain creates it, or flushes it when it exists: the rules below
     // are the whole chain either way, so a repeated ADD converges.
-    let mut lines = vec![format!(":{chain} - [0:0]")];
+    let mut lines = vec![match listing {
+        None => format!("-N {chain}"),
+        Some(_) => format!(":{chain} - [0:0]"),
+    }];
     for (i, ip) in ips.iter().enumerate() {
         lines.push(format!(
             "-A {chain} -d {} -m comment --comment {comment} -j ACCEPT",
@@ -138,11 +155,11 @@ fn iptables_setup(v6: bool, ips: &[IpNet], owner: &Owner) -> Result<()> {
     for ip in ips {
         let host = IpNet::from(ip.addr());
         let rule = format!("-A POSTROUTING -s {host} -m comment --comment {comment} -j {chain}");
-        if !listing.contains(&rule) {
+        if !listing.is_some_and(|l| l.contains(&rule)) {
             lines.push(rule);
         }
     }
-    iptables::restore(v6, "nat", &lines)
+    lines
 }
 
 fn iptables_teardown(v6: bool, owner: &Owner) -> Result<()> {
@@ -204,4 +221,40 @@ fn nft_teardown(owner: &Owner) -> Result<()> {
         return Ok(());
     }
     nft::apply(&(script.join("\n") + "\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_chain_is_created_with_n_and_a_repeated_add_rewrites_it() {
+        let owner = Owner {
+            network: "mynet",
+            ifname: "eth0",
+            container_id: "ctr-1",
+        };
+        let chain = owner.chain();
+        let ips: Vec<IpNet> = vec!["10.22.0.5/16".parse().unwrap()];
+        let comment = r#""name: \"mynet\" id: \"ctr-1\"""#;
+        let jump =
+            format!("-A POSTROUTING -s 10.22.0.5/32 -m comment --comment {comment} -j {chain}");
+        let fresh = iptables_setup_lines(&ips, &owner, None);
+        assert_eq!(
+            fresh,
+            vec![
+                format!("-N {chain}"),
+                format!("-A {chain} -d 10.22.0.0/16 -m comment --comment {comment} -j ACCEPT"),
+                format!("-A {chain} ! -d 224.0.0.0/4 -m comment --comment {comment} -j MASQUERADE"),
+                jump.clone(),
+            ]
+        );
+        let listing = vec![format!("-N {chain}"), jump.clone()];
+        let again = iptables_setup_lines(&ips, &owner, Some(&listing));
+        assert_eq!(again[0], format!(":{chain} - [0:0]"));
+        assert!(
+            !again.contains(&jump),
+            "the existing jump is kept, not doubled"
+        );
+    }
 }
