@@ -331,7 +331,11 @@ impl Plugin for Bridge {
         if let Some(ipam_type) = conf.ipam_type() {
             ipam_verb(ipam_type, Command::Del, args)?;
         }
-        if let Err(e) = spoofchk::teardown(&args.container_id, &args.ifname) {
+        // Only when configured, as upstream: listing the bridge table is an `nft`
+        // process, a third of a DEL without firewall work.
+        if conf.macspoofchk
+            && let Err(e) = spoofchk::teardown(&args.container_id, &args.ifname)
+        {
             eprintln!("failed to remove the MAC spoof check: {e}");
         }
         if conf.ipam_type().is_some() && conf.ip_masq {
