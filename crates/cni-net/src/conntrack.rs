@@ -38,7 +38,11 @@ pub const IPPROTO_UDP: u8 = 17;
 /// Deletes every conntrack entry of one family (`v6`) whose original direction has
 /// protocol `protocol` and destination port `port`. Returns how many were deleted.
 pub fn delete_by_dst_port(v6: bool, protocol: u8, port: u16) -> Result<usize> {
-    let family = if v6 { libc_af_inet6() } else { libc_af_inet() };
+    let family = if v6 {
+        nix::libc::AF_INET6
+    } else {
+        nix::libc::AF_INET
+    } as u8;
     let mut socket = Ctnetlink::open()?;
     let entries = socket.dump(family)?;
     let mut deleted = 0;
@@ -57,14 +61,6 @@ pub fn delete_by_dst_port(v6: bool, protocol: u8, port: u16) -> Result<usize> {
         }
     }
     Ok(deleted)
-}
-
-fn libc_af_inet() -> u8 {
-    nix::libc::AF_INET as u8
-}
-
-fn libc_af_inet6() -> u8 {
-    nix::libc::AF_INET6 as u8
 }
 
 struct Ctnetlink {
