@@ -175,10 +175,9 @@ impl PortMap<'_> {
                 base.extend(args(&["-d", &ip.to_string()]));
             }
             if let Some(target) = self.set_mark_target() {
-                let source = match (self.masq_all, v6) {
-                    (true, false) => "0.0.0.0/0".to_string(),
-                    (true, true) => "::/0".to_string(),
-                    (false, _) => container.trunc().to_string(),
+                let source = match self.masq_all {
+                    true => any_address(v6).to_string(),
+                    false => container.trunc().to_string(),
                 };
                 rules.push([base.clone(), args(&["-s", &source, "-j", target])].concat());
                 if !v6 && !self.masq_all {
@@ -214,10 +213,9 @@ impl PortMap<'_> {
             ));
         }
         if self.snat != Snat::Off {
-            let source = match (self.masq_all, v6) {
-                (true, false) => "0.0.0.0/0".to_string(),
-                (true, true) => "::/0".to_string(),
-                (false, _) => ip.to_string(),
+            let source = match self.masq_all {
+                true => any_address(v6).to_string(),
+                false => ip.to_string(),
             };
             rules.push((
                 "masquerading",
@@ -232,6 +230,11 @@ impl PortMap<'_> {
         }
         rules
     }
+}
+
+/// The source that matches every address of a family (`masqAll`).
+fn any_address(v6: bool) -> &'static str {
+    if v6 { "::/0" } else { "0.0.0.0/0" }
 }
 
 fn args(items: &[&str]) -> Vec<String> {
@@ -296,11 +299,7 @@ pub fn setup(backend: Backend, portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
 /// `container`, given the table's current `-S` listing. Shared chains and jumps are
 /// created only when missing; the container's chain is rewritten whole, so a repeated
 /// ADD converges instead of piling up rules.
-pub fn iptables_setup_lines(
-    portmap: &PortMap,
-    container: IpNet,
-    listing: &[String],
-) -> Vec<String> {
+fn iptables_setup_lines(portmap: &PortMap, container: IpNet, listing: &[String]) -> Vec<String> {
     let mut lines = Vec::new();
     if let Snat::MarkBit(bit) = portmap.snat {
         let mark = mark(bit);
@@ -375,7 +374,7 @@ fn script_text(lines: &[String]) -> String {
 /// rewritten, so the last ADD's conditions apply, as upstream), the removal of this
 /// container's earlier rules (upstream duplicates them on a repeated ADD), and its
 /// rules.
-pub fn nft_setup_lines(portmap: &PortMap, container: IpNet, listing: &nft::Listing) -> Vec<String> {
+fn nft_setup_lines(portmap: &PortMap, container: IpNet, listing: &nft::Listing) -> Vec<String> {
     let v6 = container.addr().is_ipv6();
     let t = format!("{} {NFT_TABLE}", nft_family(v6));
     let conditions = portmap
@@ -470,7 +469,7 @@ pub fn teardown(
 
 /// The lines that remove the containers' chains (and any jump to them, from any
 /// chain) from a nat table listing, plus the `CNI-SN-` chains of old versions.
-pub fn iptables_teardown_lines(
+fn iptables_teardown_lines(
     network: &str,
     container_ids: &[&str],
     listing: &[String],
@@ -490,7 +489,7 @@ pub fn iptables_teardown_lines(
 
 /// The container IDs of `network` that have iptables forwarding in a nat listing,
 /// read from the entry rules' comments.
-pub fn iptables_containers(network: &str, listing: &[String]) -> Vec<String> {
+fn iptables_containers(network: &str, listing: &[String]) -> Vec<String> {
     let prefix = format!("--comment \"dnat name: \\\"{network}\\\" id: \\\"");
     let mut ids: Vec<String> = listing
         .iter()
@@ -547,7 +546,7 @@ pub fn check(backend: Backend, portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
 
 /// CHECK against a nat listing: the container chain with every rule, its entry rules,
 /// and the shared jumps.
-pub fn iptables_check(portmap: &PortMap, container: IpNet, listing: &[String]) -> Result<()> {
+fn iptables_check(portmap: &PortMap, container: IpNet, listing: &[String]) -> Result<()> {
     let chain = dnat_chain(portmap.network, portmap.container_id);
     if !iptables::has_chain(listing, &chain) {
         return Err(NetError::Other(format!(
@@ -678,7 +677,7 @@ fn shell_words(line: &str) -> Vec<String> {
 
 /// CHECK against one family's nft table: the entry chains, one DNAT rule per
 /// mapping with the right port and destination, and the masquerade rules.
-pub fn nft_check(portmap: &PortMap, container: IpNet, listing: &nft::Listing) -> Result<()> {
+fn nft_check(portmap: &PortMap, container: IpNet, listing: &nft::Listing) -> Result<()> {
     let missing = |what: &str| {
         Err(NetError::Other(format!(
             "missing hostport rules in {what:?} chain"
