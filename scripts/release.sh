@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')
 # --target keeps the static flag off build scripts and proc-macros.
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q --target "$host" -p rcni -p cnitool
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build --release --locked -q --target "$host" -p rcni -p cnitool
 echo "$PWD/target/$host/release"

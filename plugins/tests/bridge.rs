@@ -116,6 +116,22 @@ fn seed_walkthrough_add_check_del() {
     let port = &ip_json(&sandbox, host, &["-d", "link", "show", host_veth])[0];
     assert_eq!(port["master"], "cni0");
     assert_eq!(port["operstate"], "UP");
+    // Created enslaved and up in one request; a new port's defaults are untouched.
+    assert_eq!(port["linkinfo"]["info_slave_data"]["hairpin"], false);
+    assert_eq!(port["linkinfo"]["info_slave_data"]["isolated"], false);
+    assert_eq!(port["address"], ifaces[1]["mac"]);
+    assert_eq!(
+        ifaces[0]["mac"],
+        ip_json(&sandbox, host, &["link", "show", "cni0"])[0]["address"]
+    );
+    assert_eq!(
+        sysctl(
+            &sandbox,
+            host,
+            &format!("net/ipv6/conf/{host_veth}/accept_ra")
+        ),
+        "0"
+    );
     assert_eq!(
         ifaces[2]["mac"],
         ip_json(&sandbox, ctr, &["link", "show", "eth0"])[0]["address"]
@@ -164,6 +180,34 @@ fn seed_walkthrough_add_check_del() {
 
 fn sha512_hex(text: &str) -> String {
     cni_net::netfilter::sha512_hex(text)
+}
+
+#[test]
+fn an_interface_name_taken_in_the_container_is_upstreams_error_and_leaves_nothing() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    let run = Runner::new(&sandbox);
+    let ctr = sandbox.container_name();
+    sandbox.ip(
+        ctr,
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "other0",
+        ],
+    );
+    let (conf, dir) = mynet(&sandbox, json!({}));
+    let (code, msg) = run.fails(&bridge(), "ADD", "ctr-1", "eth0", "", &conf);
+    assert_eq!(code, 999);
+    assert!(
+        msg.starts_with("container veth name (\"eth0\") peer provided (\"veth")
+            && msg.ends_with("already exists"),
+        "{msg}"
+    );
+    let host_links = links(&sandbox, sandbox.host_name());
+    assert!(
+        host_links.iter().all(|l| l == "lo" || l == "cni0"),
+        "host links left: {host_links:?}"
+    );
+    assert_eq!(reservations(&dir), vec![]);
 }
 
 #[test]

