@@ -18,6 +18,7 @@ WARM=${WARM:-3}
 PAR=${PAR:-8}
 SIZES=${SIZES:-"50 500"}
 GO_BIN=${GO_BIN:-/usr/lib/cni}
+ONLY=${ONLY:-}   # a regex on scenario names: a partial run, which leaves bench/README.md alone
 
 # ----------------------------------------------------------------------------- inner
 # Runs inside the bench host namespace: every plugin is exec'd from here.
@@ -57,6 +58,7 @@ if [[ ${1:-} == __inner ]]; then
     local keys=("$@") dir out=raw/$name.tsv prev="" cfg plugin s e rc d tadd=0 tdel=0 k
     dir=$(bin "$impl")
     local cid="rb-$name-$impl-$i" ns=/run/netns/$CTR_PREFIX-$impl
+    ip netns add "$CTR_PREFIX-$impl"   # a new namespace per container, as runtimes do
     for ((k = 0; k < ${#keys[@]}; k++)); do
       cfg=$(with_prev "$(conf "$impl" "${keys[k]}")" "$prev"); plugin=$(plugin_of "$(conf "$impl" "${keys[k]}")")
       rc=0; s=$EPOCHREALTIME
@@ -76,6 +78,7 @@ if [[ ${1:-} == __inner ]]; then
       printf '%s\t%s\tDEL\t%s\t%s\t%s\n' "$i" "$impl" "$plugin" "$d" "$rc" >>"$out"
       if ((rc != 0)); then echo "DEL $name/$impl/$plugin rc=$rc: $(head -c 300 tmp/out)" >>errors.log; fi
     done
+    ip netns del "$CTR_PREFIX-$impl"
     if ((${#keys[@]} > 1)); then
       printf '%s\t%s\tADD\tchain\t%s\t0\n%s\t%s\tDEL\tchain\t%s\t0\n' "$i" "$impl" "$tadd" "$i" "$impl" "$tdel" >>"$out"
     fi
@@ -86,6 +89,7 @@ if [[ ${1:-} == __inner ]]; then
   cnitool_cycle() {
     local i=$1 impl=$2 out=raw/ct-cnitool.tsv dir s e rc d verb
     dir=$(bin "$impl")
+    ip netns add "$CTR_PREFIX-$impl"
     for verb in add del; do
       rc=0; s=$EPOCHREALTIME
       NETCONFPATH=$W/netconf-$impl CNI_PATH=$dir CNI_CACHE_DIR=$W/cache \
@@ -95,6 +99,7 @@ if [[ ${1:-} == __inner ]]; then
       printf '%s\t%s\t%s\tcnitool\t%s\t%s\n' "$i" "$impl" "${verb^^}" "$d" "$rc" >>"$out"
       if ((rc != 0)); then echo "cnitool $verb $impl rc=$rc: $(head -c 300 tmp/out tmp/err)" >>errors.log; fi
     done
+    ip netns del "$CTR_PREFIX-$impl"
   }
   for impl in ours go; do
     mkdir -p "netconf-$impl"
@@ -119,12 +124,15 @@ if [[ ${1:-} == __inner ]]; then
   for ((i = 0; i < WARM + N; i++)); do
     for sc in "${SCENARIOS[@]}"; do
       read -r -a a <<<"$sc"
+      if [[ -n $ONLY && ! ${a[0]} =~ $ONLY ]]; then continue; fi
       for impl in ours go; do
         if [[ $impl == go ]] && ! go_has "${a[0]}"; then continue; fi
         chain "$i" "$impl" "${a[@]}"
       done
     done
-    for impl in ours go; do cnitool_cycle "$i" "$impl"; done
+    if [[ -z $ONLY || ct-cnitool =~ $ONLY ]]; then
+      for impl in ours go; do cnitool_cycle "$i" "$impl"; done
+    fi
   done
   echo "$WARM" >raw/warm
 
@@ -137,6 +145,7 @@ if [[ ${1:-} == __inner ]]; then
     local keys=("$@"); dir=$(bin "$impl")
     for r in 1 2 3; do
       prev=""
+      ip netns add "$CTR_PREFIX-$impl"
       for ((k = 0; k < ${#keys[@]}; k++)); do
         cfg=$(with_prev "$(conf "$impl" "${keys[k]}")" "$prev"); plugin=$(plugin_of "$(conf "$impl" "${keys[k]}")")
         CNI_COMMAND=ADD CNI_CONTAINERID=rb-rss-$r CNI_NETNS=/run/netns/$CTR_PREFIX-$impl CNI_IFNAME=$ifname CNI_PATH=$dir \
@@ -150,6 +159,7 @@ if [[ ${1:-} == __inner ]]; then
           /usr/bin/time -f %M -o tmp/rss "$dir/$plugin" <<<"$cfg" >/dev/null 2>&1 || true
         printf '%s\t%s\t%s\t%s\n' "$impl" "$group" "$plugin" "$(tail -1 tmp/rss)" >>raw/rss.tsv
       done
+      ip netns del "$CTR_PREFIX-$impl"
     done
   }
   for impl in ours go; do
@@ -223,13 +233,12 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$HOST"
 ip -n "$HOST" link set lo up
-for impl in ours go; do ip netns add "$CTR_PREFIX-$impl"; done
 max=0; for s in $SIZES; do ((s > max)) && max=$s; done
 for ((j = 1; j <= max; j++)); do ip netns add "$PAR_PREFIX-$j"; done
 
 echo "running N=$N (+$WARM warm-up) interleaved, then parallel $SIZES..." >&2
 start=$EPOCHSECONDS
-W=$W OURS=$OURS GO_BIN=$GO_BIN N=$N WARM=$WARM PAR=$PAR SIZES=$SIZES CTR_PREFIX=$CTR_PREFIX PAR_PREFIX=$PAR_PREFIX \
+W=$W OURS=$OURS GO_BIN=$GO_BIN N=$N WARM=$WARM PAR=$PAR SIZES=$SIZES ONLY=$ONLY CTR_PREFIX=$CTR_PREFIX PAR_PREFIX=$PAR_PREFIX \
   ip netns exec "$HOST" bash "$0" __inner
 elapsed=$((EPOCHSECONDS - start))
 
@@ -319,7 +328,7 @@ out="$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(hostname).md"
 echo "$report" >"$out"
 echo "written: $out" >&2
 readme=$ROOT/bench/README.md
-if [[ -f $readme ]] && grep -q '<!-- results:begin -->' "$readme"; then
+if [[ -z $ONLY && -f $readme ]] && grep -q '<!-- results:begin -->' "$readme"; then
   awk -v file="$out" '
     /<!-- results:begin -->/ { print; while ((getline line < file) > 0) print line; skip = 1; next }
     /<!-- results:end -->/ { skip = 0 }

@@ -501,6 +501,16 @@ fn rules_by_container_id(backend: &str) {
     // 2 + 1 masquerades.
     let expected = if backend == "iptables" { 19 } else { 8 };
     assert_eq!(one.len(), expected, "{one:#?}");
+    // ctr-2 found the shared chains in place (iptables: the one-restore path); its
+    // rules are the same, and the shared chains were not written twice.
+    let two = rules_of(&sandbox, backend, "pmnet", "ctr-2");
+    assert_eq!(two.len(), expected, "{two:#?}");
+    if backend == "iptables" {
+        let all = firewall(&sandbox, backend);
+        assert_eq!(all.matches("-A CNI-HOSTPORT-SETMARK").count(), 2, "{all}");
+        assert_eq!(all.matches("-A CNI-HOSTPORT-MASQ").count(), 2, "{all}");
+        assert_eq!(all.matches("-j CNI-HOSTPORT-DNAT").count(), 4, "{all}");
+    }
     add("pmnet", "ctr-1", 5);
     assert_eq!(
         rules_of(&sandbox, backend, "pmnet", "ctr-1").len(),

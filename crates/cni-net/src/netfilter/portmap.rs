@@ -263,8 +263,17 @@ pub fn setup(backend: Backend, portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
             let mut done = Vec::new();
             for ip in ips {
                 let v6 = ip.addr().is_ipv6();
+                // The common ADD: the shared chains are in place and this container's
+                // chain is new. `-N` fails on an existing chain and a rule fails on a
+                // missing one, so the restore is its own atomic check: one process.
+                // Anything else (first container, repeated ADD) reads the table.
+                let fresh = iptables_setup_lines(portmap, *ip, None);
+                if iptables::restore(v6, "nat", &fresh).is_ok() {
+                    done.push(v6);
+                    continue;
+                }
                 let listing = iptables::list(v6, "nat")?;
-                let lines = iptables_setup_lines(portmap, *ip, &listing);
+                let lines = iptables_setup_lines(portmap, *ip, Some(&listing));
                 if let Err(e) = iptables::restore(v6, "nat", &lines) {
                     // Undo the families already written, so the ADD leaves nothing.
                     let _ = teardown(
@@ -298,8 +307,40 @@ pub fn setup(backend: Backend, portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
 /// The iptables-restore lines that make the nat table forward `portmap` to
 /// `container`, given the table's current `-S` listing. Shared chains and jumps are
 /// created only when missing; the container's chain is rewritten whole, so a repeated
-/// ADD converges instead of piling up rules.
-fn iptables_setup_lines(portmap: &PortMap, container: IpNet, listing: &[String]) -> Vec<String> {
+/// ADD converges instead of piling up rules. Without a listing, the shared chains are
+/// taken as present and the container's chain as new (`-N`).
+fn iptables_setup_lines(
+    portmap: &PortMap,
+    container: IpNet,
+    listing: Option<&[String]>,
+) -> Vec<String> {
+    let chain = dnat_chain(portmap.network, portmap.container_id);
+    let mut lines = match listing {
+        Some(listing) => iptables_shared_lines(portmap, listing),
+        None => vec![format!("-N {chain}")],
+    };
+    let (entries, rules) = portmap.iptables_rules(container);
+    if listing.is_some() {
+        // Declaring the chain creates it or flushes it.
+        lines.push(format!(":{chain} - [0:0]"));
+    }
+    for rule in &rules {
+        lines.push(format!("-A {chain} {}", render(rule)));
+    }
+    if let Some(listing) = listing {
+        lines.extend(iptables::jumps_to(listing, DNAT_CHAIN, &chain));
+    }
+    // Prepended, so the newest container using a host port wins, without moving
+    // CNI-HOSTPORT-DNAT ahead of other rules in PREROUTING and OUTPUT.
+    for entry in &entries {
+        lines.push(format!("-I {DNAT_CHAIN} 1 {} -j {chain}", render(entry)));
+    }
+    lines
+}
+
+/// The lines that create the shared chains and their jumps where `listing` lacks
+/// them, and rewrite the mark chains when their mark differs.
+fn iptables_shared_lines(portmap: &PortMap, listing: &[String]) -> Vec<String> {
     let mut lines = Vec::new();
     if let Snat::MarkBit(bit) = portmap.snat {
         let mark = mark(bit);
@@ -340,20 +381,6 @@ fn iptables_setup_lines(portmap: &PortMap, container: IpNet, listing: &[String])
                 "-A {entry} -m addrtype --dst-type LOCAL -j {DNAT_CHAIN}"
             ));
         }
-    }
-
-    let chain = dnat_chain(portmap.network, portmap.container_id);
-    let (entries, rules) = portmap.iptables_rules(container);
-    // Declaring the chain creates it or flushes it.
-    lines.push(format!(":{chain} - [0:0]"));
-    for rule in &rules {
-        lines.push(format!("-A {chain} {}", render(rule)));
-    }
-    lines.extend(iptables::jumps_to(listing, DNAT_CHAIN, &chain));
-    // Prepended, so the newest container using a host port wins, without moving
-    // CNI-HOSTPORT-DNAT ahead of other rules in PREROUTING and OUTPUT.
-    for entry in &entries {
-        lines.push(format!("-I {DNAT_CHAIN} 1 {} -j {chain}", render(entry)));
     }
     lines
 }
@@ -776,11 +803,32 @@ mod tests {
     }
 
     #[test]
+    fn without_a_listing_only_the_new_container_chain_and_its_jumps_are_written() {
+        let mappings = mappings();
+        let pm = portmap(&mappings);
+        let chain = dnat_chain("mynet", "ctr-1");
+        let ip = "10.22.0.5/16".parse().unwrap();
+        let fresh = iptables_setup_lines(&pm, ip, None);
+        let full = iptables_setup_lines(&pm, ip, Some(&[]));
+        assert_eq!(fresh[0], format!("-N {chain}"));
+        // The same container lines as a full setup, and nothing shared.
+        let container_part = full
+            .iter()
+            .skip_while(|l| !l.starts_with(&format!(":{chain}")))
+            .skip(1);
+        assert!(fresh[1..].iter().eq(container_part));
+        assert!(fresh.iter().all(|l| !l.starts_with(':')
+            && !l.contains("POSTROUTING")
+            && !l.contains("PREROUTING")
+            && !l.starts_with("-A CNI-HOSTPORT-")));
+    }
+
+    #[test]
     fn iptables_setup_on_an_empty_table_has_upstreams_shapes() {
         let mappings = mappings();
         let pm = portmap(&mappings);
         let chain = dnat_chain("mynet", "ctr-1");
-        let lines = iptables_setup_lines(&pm, "10.22.0.5/16".parse().unwrap(), &[]);
+        let lines = iptables_setup_lines(&pm, "10.22.0.5/16".parse().unwrap(), Some(&[]));
         let expected = vec![
             ":CNI-HOSTPORT-SETMARK - [0:0]".to_string(),
             "-A CNI-HOSTPORT-SETMARK -m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark 0x2000/0x2000".into(),
@@ -823,7 +871,7 @@ mod tests {
             "-A CNI-HOSTPORT-SETMARK -m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark 0x2000/0x2000".into(),
         ]
         .to_vec();
-        let lines = iptables_setup_lines(&pm, "fd00::5/64".parse().unwrap(), &listing);
+        let lines = iptables_setup_lines(&pm, "fd00::5/64".parse().unwrap(), Some(&listing));
         assert_eq!(
             lines,
             vec![
@@ -840,7 +888,7 @@ mod tests {
         );
         // A different mark bit rewrites both shared chains.
         pm.snat = Snat::MarkBit(0);
-        let lines = iptables_setup_lines(&pm, "fd00::5/64".parse().unwrap(), &listing);
+        let lines = iptables_setup_lines(&pm, "fd00::5/64".parse().unwrap(), Some(&listing));
         assert!(
             lines
                 .contains(&"-A CNI-HOSTPORT-MASQ -m mark --mark 0x1/0x1 -j MASQUERADE".to_string())
@@ -862,7 +910,7 @@ mod tests {
         pm.snat = Snat::External("KUBE-MARK-MASQ".into());
         let conditions = vec!["!".to_string(), "-s".into(), "10.0.0.0/8".into()];
         pm.conditions_v4 = &conditions;
-        let lines = iptables_setup_lines(&pm, "10.22.0.5/16".parse().unwrap(), &[]);
+        let lines = iptables_setup_lines(&pm, "10.22.0.5/16".parse().unwrap(), Some(&[]));
         assert!(!lines.iter().any(|l| l.contains("SETMARK - ")));
         assert!(
             lines
@@ -877,7 +925,7 @@ mod tests {
         assert!(entries[0].contains("--destination-ports 1001,1002,1003,1004,1005,1006,1007,1008,1009,1010,1011,1012,1013,1014,1015 ! -s 10.0.0.0/8 -j"));
         assert!(entries[1].contains("--destination-ports 1016 ! -s 10.0.0.0/8 -j"));
         pm.snat = Snat::Off;
-        let lines = iptables_setup_lines(&pm, "10.22.0.5/16".parse().unwrap(), &[]);
+        let lines = iptables_setup_lines(&pm, "10.22.0.5/16".parse().unwrap(), Some(&[]));
         assert!(
             !lines
                 .iter()
