@@ -19,6 +19,10 @@ PAR=${PAR:-8}
 SIZES=${SIZES:-"50 500"}
 GO_BIN=${GO_BIN:-/usr/lib/cni}
 ONLY=${ONLY:-}   # a regex on scenario names: a partial run, which leaves bench/README.md alone
+# Seconds to let the kernel finish tearing down a deleted container namespace (done
+# asynchronously, under the rtnl lock) before the next timed call, so one cycle's
+# teardown is not billed to the next plugin. Outside every timed region.
+SETTLE=${SETTLE:-0.05}
 
 # ----------------------------------------------------------------------------- inner
 # Runs inside the bench host namespace: every plugin is exec'd from here.
@@ -79,6 +83,7 @@ if [[ ${1:-} == __inner ]]; then
       if ((rc != 0)); then echo "DEL $name/$impl/$plugin rc=$rc: $(head -c 300 tmp/out)" >>errors.log; fi
     done
     ip netns del "$CTR_PREFIX-$impl"
+    sleep "$SETTLE"
     if ((${#keys[@]} > 1)); then
       printf '%s\t%s\tADD\tchain\t%s\t0\n%s\t%s\tDEL\tchain\t%s\t0\n' "$i" "$impl" "$tadd" "$i" "$impl" "$tdel" >>"$out"
     fi
@@ -100,6 +105,7 @@ if [[ ${1:-} == __inner ]]; then
       if ((rc != 0)); then echo "cnitool $verb $impl rc=$rc: $(head -c 300 tmp/out tmp/err)" >>errors.log; fi
     done
     ip netns del "$CTR_PREFIX-$impl"
+    sleep "$SETTLE"
   }
   for impl in ours go; do
     mkdir -p "netconf-$impl"
@@ -238,7 +244,7 @@ for ((j = 1; j <= max; j++)); do ip netns add "$PAR_PREFIX-$j"; done
 
 echo "running N=$N (+$WARM warm-up) interleaved, then parallel $SIZES..." >&2
 start=$EPOCHSECONDS
-W=$W OURS=$OURS GO_BIN=$GO_BIN N=$N WARM=$WARM PAR=$PAR SIZES=$SIZES ONLY=$ONLY CTR_PREFIX=$CTR_PREFIX PAR_PREFIX=$PAR_PREFIX \
+W=$W OURS=$OURS GO_BIN=$GO_BIN N=$N WARM=$WARM PAR=$PAR SIZES=$SIZES ONLY=$ONLY SETTLE=$SETTLE CTR_PREFIX=$CTR_PREFIX PAR_PREFIX=$PAR_PREFIX \
   ip netns exec "$HOST" bash "$0" __inner
 elapsed=$((EPOCHSECONDS - start))
 

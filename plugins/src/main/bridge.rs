@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::common::{
     IpamType, MacArgs, Rollback, RuntimeMac, check_addresses_and_routes, check_container_veth,
     container_mac, delete_container_link, ipam_add, ipam_verb, masq_backend, masq_owner,
-    prev_result, setup_masq, teardown_masq,
+    prev_result, setup_masq, start_masq, teardown_masq,
 };
 use crate::net_error;
 
@@ -263,6 +263,7 @@ impl Plugin for Bridge {
             if conf.is_default_gateway {
                 add_default_routes(&mut result);
             }
+            let masq = conf.masq_backend.map(|b| start_masq(b, &result));
 
             let ifname = args.ifname.clone();
             let enabledad = conf.enabledad;
@@ -293,13 +294,8 @@ impl Plugin for Bridge {
                 }
             }
 
-            if let Some(backend) = conf.masq_backend {
-                setup_masq(
-                    backend,
-                    &result,
-                    masq_owner(&conf.name, args),
-                    &mut rollback,
-                )?;
+            if let Some(pending) = masq {
+                setup_masq(pending, masq_owner(&conf.name, args), &mut rollback)?;
             }
         } else if !conf.disable_container_interface {
             container

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::common::{
     IpamType, Rollback, check_addresses_and_routes, check_container_veth, delete_container_link,
-    ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq, teardown_masq,
+    ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq, start_masq,
+    teardown_masq,
 };
 use crate::net_error;
 
@@ -113,6 +114,7 @@ impl Plugin for Ptp {
         for ip in &mut result.ips {
             ip.interface = Some(1);
         }
+        let masq = conf.masq_backend.map(|b| start_masq(b, &result));
 
         configure_iface(&netns, &mut container, &args.ifname, &result).map_err(net_error)?;
         // Replace the kernel's connected route with an on-link route to the gateway
@@ -156,13 +158,8 @@ impl Plugin for Ptp {
             add_route_once(&mut host, &route)?;
         }
 
-        if let Some(backend) = conf.masq_backend {
-            setup_masq(
-                backend,
-                &result,
-                masq_owner(&conf.name, args),
-                &mut rollback,
-            )?;
+        if let Some(pending) = masq {
+            setup_masq(pending, masq_owner(&conf.name, args), &mut rollback)?;
         }
 
         if let Some(link) = host.link_by_index(veth.host.index).map_err(net_error)? {

@@ -73,21 +73,53 @@ fn multicast(v6: bool) -> &'static str {
 
 /// Masquerades traffic from `ips` to anywhere outside their subnets.
 pub fn setup(backend: Backend, ips: &[IpNet], owner: &Owner) -> Result<()> {
-    match backend {
-        Backend::Iptables => {
+    Pending::start(backend, ips).finish(owner)
+}
+
+/// A masquerade setup in two steps: [`Pending::start`] as soon as the addresses are
+/// known starts the `iptables-restore` processes, which load while the plugin still
+/// configures the interface; [`Pending::finish`] writes the rules. Dropped unfinished
+/// (the ADD failed in between), it changes nothing.
+pub struct Pending {
+    backend: Backend,
+    ips: Vec<IpNet>,
+    /// Per family with addresses: the restore started for it, if it could start.
+    restores: Vec<(bool, Option<iptables::Restore>)>,
+}
+
+impl Pending {
+    pub fn start(backend: Backend, ips: &[IpNet]) -> Pending {
+        let mut restores = Vec::new();
+        if backend == Backend::Iptables {
             for v6 in [false, true] {
-                let family: Vec<IpNet> = ips
-                    .iter()
-                    .filter(|ip| ip.addr().is_ipv6() == v6)
-                    .copied()
-                    .collect();
-                if !family.is_empty() {
-                    iptables_setup(v6, &family, owner)?;
+                if ips.iter().any(|ip| ip.addr().is_ipv6() == v6) {
+                    restores.push((v6, iptables::start_restore(v6).ok()));
                 }
             }
-            Ok(())
         }
-        Backend::Nftables => nft_setup(ips, owner),
+        Pending {
+            backend,
+            ips: ips.to_vec(),
+            restores,
+        }
+    }
+
+    pub fn finish(self, owner: &Owner) -> Result<()> {
+        match self.backend {
+            Backend::Iptables => {
+                for (v6, started) in self.restores {
+                    let family: Vec<IpNet> = self
+                        .ips
+                        .iter()
+                        .filter(|ip| ip.addr().is_ipv6() == v6)
+                        .copied()
+                        .collect();
+                    iptables_setup(v6, &family, owner, started)?;
+                }
+                Ok(())
+            }
+            Backend::Nftables => nft_setup(&self.ips, owner),
+        }
     }
 }
 
@@ -116,12 +148,21 @@ pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
     }
 }
 
-fn iptables_setup(v6: bool, ips: &[IpNet], owner: &Owner) -> Result<()> {
+fn iptables_setup(
+    v6: bool,
+    ips: &[IpNet],
+    owner: &Owner,
+    started: Option<iptables::Restore>,
+) -> Result<()> {
     // A new container's chain cannot exist yet, and neither can a jump to it: `-N`
     // (which fails on an existing chain) makes that an atomic check, so the common
     // ADD is one process. A repeated ADD falls back to reading the table.
     let fresh = iptables_setup_lines(ips, owner, None);
-    if iptables::restore(v6, "nat", &fresh).is_ok() {
+    let applied = match started {
+        Some(restore) => restore.finish("nat", &fresh),
+        None => iptables::restore(v6, "nat", &fresh),
+    };
+    if applied.is_ok() {
         return Ok(());
     }
     let listing = iptables::list(v6, "nat")?;

@@ -8,7 +8,7 @@ pub mod portmap;
 pub mod spoofchk;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use sha2::{Digest, Sha512};
 
@@ -80,42 +80,76 @@ pub fn chain_name(prefix: &str, network: &str, container_id: &str) -> String {
 
 /// Runs `program args`, feeding `stdin`; returns stdout, or an error with stderr.
 pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let shown = format!("{program} {}", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+    Started::spawn(program, args, stdin.is_some())?.finish(stdin)
+}
+
+/// A child process, possibly started before its input is known so that its start
+/// (exec, loading its libraries: about a millisecond for iptables) overlaps the
+/// caller's own work. Dropped unfinished, it gets an empty stdin and is waited for: a
+/// restore that never saw its input changes nothing.
+pub(crate) struct Started {
+    child: Option<Child>,
+    shown: String,
+}
+
+impl Started {
+    pub(crate) fn spawn(program: &str, args: &[&str], piped: bool) -> Result<Started> {
+        let shown = format!("{program} {}", args.join(" "));
+        let child = Command::new(program)
+            .args(args)
+            .stdin(if piped { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| NetError::io(format!("running {shown}"), e))?;
+        Ok(Started {
+            child: Some(child),
+            shown,
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| NetError::io(format!("running {shown}"), e))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .map_err(|e| NetError::io(format!("writing to {shown}"), e))?;
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| NetError::io(format!("running {shown}"), e))?;
-    if !output.status.success() {
-        let mut message = format!(
-            "running [{shown}]: {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        if let Some(input) = stdin {
-            message.push_str(&format!("\ninput:\n{input}"));
+
+    /// Feeds `stdin` and waits; returns stdout, or an error with stderr.
+    pub(crate) fn finish(mut self, stdin: Option<&str>) -> Result<String> {
+        let shown = std::mem::take(&mut self.shown);
+        let Some(mut child) = self.child.take() else {
+            return Err(NetError::Other(format!(
+                "running {shown}: already finished"
+            )));
+        };
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A child that exits early closes the pipe; its status says why.
+            let _ = pipe.write_all(input.as_bytes());
         }
-        return Err(NetError::Other(message));
+        let output = child
+            .wait_with_output()
+            .map_err(|e| NetError::io(format!("running {shown}"), e))?;
+        if !output.status.success() {
+            let mut message = format!(
+                "running [{shown}]: {}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            if let Some(input) = stdin {
+                message.push_str(&format!("\ninput:\n{input}"));
+            }
+            return Err(NetError::Other(message));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
 }
 
 /// iptables in one address family.
 pub(crate) mod iptables {
-    use super::run;
+    use super::{Started, run};
     use crate::Result;
 
     fn binary(v6: bool, restore: bool) -> &'static str {
@@ -139,8 +173,26 @@ pub(crate) mod iptables {
         if lines.is_empty() {
             return Ok(());
         }
-        let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
-        run(binary(v6, true), &["--noflush", "--wait"], Some(&input)).map(drop)
+        start_restore(v6)?.finish(table, lines)
+    }
+
+    /// An `iptables-restore --noflush` started ahead of its input (see [`Started`]).
+    pub struct Restore(Started);
+
+    pub fn start_restore(v6: bool) -> Result<Restore> {
+        Started::spawn(binary(v6, true), &["--noflush", "--wait"], true).map(Restore)
+    }
+
+    impl Restore {
+        /// Applies `lines` (iptables-save syntax, without the table header) to
+        /// `table` in one transaction. No lines: nothing is applied.
+        pub fn finish(self, table: &str, lines: &[String]) -> Result<()> {
+            if lines.is_empty() {
+                return Ok(());
+            }
+            let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
+            self.0.finish(Some(&input)).map(drop)
+        }
     }
 
     /// Quotes an argument as iptables-save does, so restore reads it back as one.
@@ -288,5 +340,20 @@ mod tests {
             iptables::quote(r#"name: "n" id: "c""#),
             r#""name: \"n\" id: \"c\"""#
         );
+    }
+
+    #[test]
+    fn a_started_child_gets_its_input_late_or_an_empty_one_when_dropped() {
+        let started = Started::spawn("cat", &[], true).unwrap();
+        assert_eq!(started.finish(Some("late input")).unwrap(), "late input");
+        // Dropped unfinished: its stdin closes and it is reaped, without hanging.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let script = format!("cat > {}", out.display());
+        drop(Started::spawn("sh", &["-c", &script], true).unwrap());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+        let failed = Started::spawn("sh", &["-c", "echo nope >&2; exit 3"], false).unwrap();
+        let e = failed.finish(None).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("exit status: 3"), "{e}");
     }
 }
