@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::common::{
     IpamType, MacArgs, Rollback, RuntimeMac, check_addresses_and_routes, check_container_veth,
     container_mac, delete_container_link, ipam_add, ipam_verb, masq_backend, masq_owner,
-    prev_result, setup_masq, start_masq, teardown_masq,
+    prev_result, setup_masq, teardown_masq,
 };
 use crate::net_error;
 
@@ -177,6 +177,11 @@ impl Plugin for Bridge {
         let conf = Conf::load(args)?;
         let mac = container_mac(&args.args, conf.args.as_ref(), conf.runtime_config.as_ref())?;
         let trunk = trunk_vids(&conf.vlan_trunk).map_err(Error::internal)?;
+        // Started first: the firewall process loads while the interfaces are made.
+        let masq = conf
+            .masq_backend
+            .filter(|_| conf.ipam_type().is_some())
+            .map(cni_net::netfilter::masq::Pending::start);
         let mut host = Netlink::open().map_err(net_error)?;
         let bridge = ensure_bridge(&mut host, &conf)?;
 
@@ -263,7 +268,6 @@ impl Plugin for Bridge {
             if conf.is_default_gateway {
                 add_default_routes(&mut result);
             }
-            let masq = conf.masq_backend.map(|b| start_masq(b, &result));
 
             let ifname = args.ifname.clone();
             let enabledad = conf.enabledad;
@@ -295,7 +299,12 @@ impl Plugin for Bridge {
             }
 
             if let Some(pending) = masq {
-                setup_masq(pending, masq_owner(&conf.name, args), &mut rollback)?;
+                setup_masq(
+                    pending,
+                    &result,
+                    masq_owner(&conf.name, args),
+                    &mut rollback,
+                )?;
             }
         } else if !conf.disable_container_interface {
             container

@@ -235,25 +235,21 @@ pub fn masq_owner<'a>(network: &'a str, args: &'a CmdArgs) -> masq::Owner<'a> {
     }
 }
 
-/// ipMasq on ADD, first step, as soon as the result has its addresses: starts the
-/// firewall processes, which load while the plugin configures the interfaces.
-pub fn start_masq(backend: Backend, result: &v100::Result) -> masq::Pending {
-    let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
-    masq::Pending::start(backend, &ips)
-}
-
-/// ipMasq on ADD, last step: writes the masquerade rules, undone by `rollback` if the
-/// ADD fails later.
+/// ipMasq on ADD, last step: masquerade from the result's addresses, with the
+/// firewall process the plugin started at its beginning (`masq::Pending::start`);
+/// undone by `rollback` if the ADD fails later.
 pub fn setup_masq<'a>(
     pending: masq::Pending,
+    result: &v100::Result,
     owner: masq::Owner<'a>,
     rollback: &mut Rollback<'a>,
 ) -> Result<(), Error> {
+    let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
     rollback.push(move || {
         let _ = masq::teardown(&[], &owner);
     });
     pending
-        .finish(&owner)
+        .finish(&ips, &owner)
         .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))
 }
 

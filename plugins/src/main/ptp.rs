@@ -15,8 +15,7 @@ use serde_json::Value;
 
 use super::common::{
     IpamType, Rollback, check_addresses_and_routes, check_container_veth, delete_container_link,
-    ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq, start_masq,
-    teardown_masq,
+    ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq, teardown_masq,
 };
 use crate::net_error;
 
@@ -58,6 +57,10 @@ impl Plugin for Ptp {
     fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
         let conf = Conf::load(args)?;
         let ipam_type = conf.ipam.plugin_type.as_str();
+        // Started first: the firewall process loads while the interfaces are made.
+        let masq = conf
+            .masq_backend
+            .map(cni_net::netfilter::masq::Pending::start);
         let netns = NetNs::open(&args.netns)
             .map_err(|e| Error::internal(format!("failed to open netns {:?}: {e}", args.netns)))?;
         let mut host = Netlink::open().map_err(net_error)?;
@@ -114,7 +117,6 @@ impl Plugin for Ptp {
         for ip in &mut result.ips {
             ip.interface = Some(1);
         }
-        let masq = conf.masq_backend.map(|b| start_masq(b, &result));
 
         configure_iface(&netns, &mut container, &args.ifname, &result).map_err(net_error)?;
         // Replace the kernel's connected route with an on-link route to the gateway
@@ -159,7 +161,12 @@ impl Plugin for Ptp {
         }
 
         if let Some(pending) = masq {
-            setup_masq(pending, masq_owner(&conf.name, args), &mut rollback)?;
+            setup_masq(
+                pending,
+                &result,
+                masq_owner(&conf.name, args),
+                &mut rollback,
+            )?;
         }
 
         if let Some(link) = host.link_by_index(veth.host.index).map_err(net_error)? {

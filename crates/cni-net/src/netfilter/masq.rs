@@ -73,52 +73,45 @@ fn multicast(v6: bool) -> &'static str {
 
 /// Masquerades traffic from `ips` to anywhere outside their subnets.
 pub fn setup(backend: Backend, ips: &[IpNet], owner: &Owner) -> Result<()> {
-    Pending::start(backend, ips).finish(owner)
+    Pending::start(backend).finish(ips, owner)
 }
 
-/// A masquerade setup in two steps: [`Pending::start`] as soon as the addresses are
-/// known starts the `iptables-restore` processes, which load while the plugin still
-/// configures the interface; [`Pending::finish`] writes the rules. Dropped unfinished
-/// (the ADD failed in between), it changes nothing.
+/// A masquerade setup in two steps: [`Pending::start`] at the beginning of an ADD
+/// starts the IPv4 `iptables-restore` (most attachments have an IPv4 address), which
+/// loads while the plugin makes the interfaces; [`Pending::finish`] writes the rules,
+/// starting any other family's restore then. Dropped unfinished (the ADD failed, or
+/// there was no IPv4 address), a started restore changes nothing.
 pub struct Pending {
     backend: Backend,
-    ips: Vec<IpNet>,
-    /// Per family with addresses: the restore started for it, if it could start.
-    restores: Vec<(bool, Option<iptables::Restore>)>,
+    v4: Option<iptables::Restore>,
 }
 
 impl Pending {
-    pub fn start(backend: Backend, ips: &[IpNet]) -> Pending {
-        let mut restores = Vec::new();
-        if backend == Backend::Iptables {
-            for v6 in [false, true] {
-                if ips.iter().any(|ip| ip.addr().is_ipv6() == v6) {
-                    restores.push((v6, iptables::start_restore(v6).ok()));
-                }
-            }
-        }
-        Pending {
-            backend,
-            ips: ips.to_vec(),
-            restores,
-        }
+    pub fn start(backend: Backend) -> Pending {
+        let v4 = match backend {
+            Backend::Iptables => iptables::start_restore(false).ok(),
+            Backend::Nftables => None,
+        };
+        Pending { backend, v4 }
     }
 
-    pub fn finish(self, owner: &Owner) -> Result<()> {
+    pub fn finish(mut self, ips: &[IpNet], owner: &Owner) -> Result<()> {
         match self.backend {
             Backend::Iptables => {
-                for (v6, started) in self.restores {
-                    let family: Vec<IpNet> = self
-                        .ips
+                for v6 in [false, true] {
+                    let family: Vec<IpNet> = ips
                         .iter()
                         .filter(|ip| ip.addr().is_ipv6() == v6)
                         .copied()
                         .collect();
-                    iptables_setup(v6, &family, owner, started)?;
+                    if !family.is_empty() {
+                        let started = if v6 { None } else { self.v4.take() };
+                        iptables_setup(v6, &family, owner, started)?;
+                    }
                 }
                 Ok(())
             }
-            Backend::Nftables => nft_setup(&self.ips, owner),
+            Backend::Nftables => nft_setup(ips, owner),
         }
     }
 }
