@@ -15,6 +15,10 @@
 mod exec;
 mod list;
 
+/// The plugins' allocator (why: `plugins/src/bin/rcni.rs`).
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
