@@ -46,7 +46,7 @@ pub fn setup_veth(
     master: Option<u32>,
 ) -> Result<VethPair> {
     let mut tries = 0;
-    let host_name = loop {
+    let (host_name, created) = loop {
         let name = random_veth_name()?;
         let veth = NewVeth {
             name: &name,
@@ -58,7 +58,7 @@ pub fn setup_veth(
             master,
         };
         match host.create_veth(&veth) {
-            Ok(()) => break name,
+            Ok(created) => break (name, created),
             Err(e) if e.errno() == Some(EEXIST) => {
                 // Which name clashed? The container's own name is a hard error.
                 if container.link_by_name(ifname)?.is_some() {
@@ -79,8 +79,12 @@ pub fn setup_veth(
     // Router advertisements on the host end would configure the host; errors are
     // ignored as upstream does (IPv6 may be disabled).
     let _ = sysctl::write(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+    let host_link = match created {
+        Some(link) => link,
+        None => host.require_link(&host_name)?,
+    };
     Ok(VethPair {
-        host: host.require_link(&host_name)?,
+        host: host_link,
         container: container.require_link(ifname)?,
     })
 }
@@ -118,21 +122,20 @@ fn is_global_unicast(net: &IpNet) -> bool {
 }
 
 /// ConfigureIface (upstream `pkg/ipam`): adds the result's addresses that belong to
-/// `ifname` (by interface index), brings the link up, waits for IPv6 DAD when a v6
-/// gateway exists, and adds the routes (a missing gateway defaults to the first
-/// gateway of the same family). The sysctls are written inside `netns`.
+/// `link` (by interface index), brings it up, waits for IPv6 DAD when a v6 gateway
+/// exists, and adds the routes (a missing gateway defaults to the first gateway of
+/// the same family). The sysctls are written inside `netns`. Upstream looks the link
+/// up by name; the callers have just made it, so they pass it.
 pub fn configure_iface(
     netns: &NetNs,
     netlink: &mut Netlink,
-    ifname: &str,
+    link: &Link,
     result: &v100::Result,
 ) -> Result<()> {
     if result.interfaces.is_empty() {
         return Err(NetError::Other("no interfaces to configure".into()));
     }
-    let link = netlink
-        .link_by_name(ifname)?
-        .ok_or_else(|| NetError::Other(format!("failed to lookup {ifname:?}: Link not found")))?;
+    let ifname = link.name.as_str();
     let mut v4_gateway = None;
     let mut v6_gateway = None;
     let mut has_v6 = false;
@@ -172,7 +175,7 @@ pub fn configure_iface(
         .set_link_up(link.index, true)
         .map_err(|e| NetError::Other(format!("failed to set {ifname:?} UP: {e}")))?;
     if v6_gateway.is_some() {
-        settle_addresses(netlink, &link, Duration::from_secs(5))?;
+        settle_addresses(netlink, link, Duration::from_secs(5))?;
     }
     for route in &result.routes {
         let gw = route.gw.or(if route.dst.addr().is_ipv4() {

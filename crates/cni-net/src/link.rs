@@ -3,7 +3,7 @@
 
 use std::os::fd::AsRawFd;
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
     InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
@@ -105,8 +105,12 @@ impl Netlink {
             .ok_or_else(|| NetError::LinkNotFound(name.to_string()))
     }
 
-    /// Creates a veth pair in one request (see [`NewVeth`]).
-    pub fn create_veth(&mut self, veth: &NewVeth) -> Result<()> {
+    /// Creates a veth pair in one request (see [`NewVeth`]). Returns the end made in
+    /// this namespace as the kernel echoes it (Linux 6.2 and later answer
+    /// `NLM_F_ECHO` on link creation), which saves a lookup; `None` from older
+    /// kernels. The echo is sent before the link is enslaved, so its `master` is
+    /// filled in from the request.
+    pub fn create_veth(&mut self, veth: &NewVeth) -> Result<Option<Link>> {
         let mut peer_message = named(veth.peer, veth.mtu);
         if let Some(netns) = veth.peer_netns {
             peer_message
@@ -130,10 +134,19 @@ impl Netlink {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
         ]));
-        self.create(
-            message,
+        let replies = self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
             &format!("create veth {:?} peer {:?}", veth.name, veth.peer),
-        )
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(link_from)
+            .find(|link| link.name == veth.name)
+            .map(|link| Link {
+                master: veth.master,
+                ..link
+            }))
     }
 
     /// Creates a bridge (down). `mtu` 0 keeps the kernel default.

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_ECHO, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -224,6 +224,10 @@ impl Netlink {
 
     /// Sends one request and collects the replies until the ack, the error or the end
     /// of the dump. Returns whether the kernel flagged the dump as interrupted.
+    ///
+    /// A request with `NLM_F_ECHO` gets the kernel's notification of what it did
+    /// before its ack; it is read up to the ack, since a later step of the same
+    /// request (enslaving a new link, say) may still fail.
     fn exchange(
         &mut self,
         message: RouteNetlinkMessage,
@@ -247,7 +251,7 @@ impl Netlink {
         packet.serialize(&mut buffer);
         socket.send(&buffer, 0).map_err(|e| NetError::io(op, e))?;
 
-        let expects_more = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let expects_more = flags & NLM_F_DUMP == NLM_F_DUMP || flags & NLM_F_ECHO != 0;
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {

@@ -274,7 +274,7 @@ impl Plugin for Bridge {
             netns
                 .run(|| container_sysctls(&ifname, enabledad))
                 .map_err(net_error)?;
-            configure_iface(&netns, &mut container, &args.ifname, &result).map_err(net_error)?;
+            configure_iface(&netns, &mut container, &veth.container, &result).map_err(net_error)?;
 
             if conf.is_gateway {
                 let gateways: Vec<IpNet> = result
@@ -525,7 +525,7 @@ fn gateway_link(host: &mut Netlink, bridge: &Link, conf: &Conf) -> Result<Link, 
         ..Default::default()
     };
     match host.create_veth(&veth) {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(e) if e.errno() == Some(EEXIST) => {}
         Err(e) => return Err(net_error(e)),
     }

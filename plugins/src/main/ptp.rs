@@ -118,7 +118,7 @@ impl Plugin for Ptp {
             ip.interface = Some(1);
         }
 
-        configure_iface(&netns, &mut container, &args.ifname, &result).map_err(net_error)?;
+        configure_iface(&netns, &mut container, &veth.container, &result).map_err(net_error)?;
         // Replace the kernel's connected route with an on-link route to the gateway
         // and the subnet route via it.
         for ip in &result.ips {
