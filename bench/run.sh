@@ -29,7 +29,12 @@ SETTLE=${SETTLE:-0.05}
 if [[ ${1:-} == __inner ]]; then
   cd "$W"
   mkdir -p raw tmp
+  : >tmp/us
   us() { local a=${1/./} b=${2/./}; echo $((10#$b - 10#$a)); }
+  # The microseconds bench-exec measured for the call just made (0 if it could not
+  # run it; the call's non-zero rc is logged as an error). bench-exec spawns the
+  # plugin the way a runtime does; timing from bash would add its own fork.
+  elapsed() { local d; d=$(<tmp/us); echo "${d:-0}"; : >tmp/us; }
 
   # conf IMPL KEY -> the plugin configuration for this implementation. Networks,
   # bridges, subnets and host ports differ per implementation so both can coexist.
@@ -65,20 +70,20 @@ if [[ ${1:-} == __inner ]]; then
     ip netns add "$CTR_PREFIX-$impl"   # a new namespace per container, as runtimes do
     for ((k = 0; k < ${#keys[@]}; k++)); do
       cfg=$(with_prev "$(conf "$impl" "${keys[k]}")" "$prev"); plugin=$(plugin_of "$(conf "$impl" "${keys[k]}")")
-      rc=0; s=$EPOCHREALTIME
+      rc=0
       CNI_COMMAND=ADD CNI_CONTAINERID=$cid CNI_NETNS=$ns CNI_IFNAME=$ifname CNI_PATH=$dir \
-        "$dir/$plugin" <<<"$cfg" >tmp/out 2>tmp/err || rc=$?
-      e=$EPOCHREALTIME; d=$(us "$s" "$e"); tadd=$((tadd + d))
+        "$EXEC" tmp/us "$dir/$plugin" <<<"$cfg" >tmp/out 2>tmp/err || rc=$?
+      d=$(elapsed); tadd=$((tadd + d))
       printf '%s\t%s\tADD\t%s\t%s\t%s\n' "$i" "$impl" "$plugin" "$d" "$rc" >>"$out"
       if ((rc != 0)); then echo "ADD $name/$impl/$plugin rc=$rc: $(head -c 300 tmp/out)" >>errors.log; break; fi
       prev=$(<tmp/out)
     done
     for ((k = ${#keys[@]} - 1; k >= 0; k--)); do
       cfg=$(with_prev "$(conf "$impl" "${keys[k]}")" "$prev"); plugin=$(plugin_of "$(conf "$impl" "${keys[k]}")")
-      rc=0; s=$EPOCHREALTIME
+      rc=0
       CNI_COMMAND=DEL CNI_CONTAINERID=$cid CNI_NETNS=$ns CNI_IFNAME=$ifname CNI_PATH=$dir \
-        "$dir/$plugin" <<<"$cfg" >tmp/out 2>tmp/err || rc=$?
-      e=$EPOCHREALTIME; d=$(us "$s" "$e"); tdel=$((tdel + d))
+        "$EXEC" tmp/us "$dir/$plugin" <<<"$cfg" >tmp/out 2>tmp/err || rc=$?
+      d=$(elapsed); tdel=$((tdel + d))
       printf '%s\t%s\tDEL\t%s\t%s\t%s\n' "$i" "$impl" "$plugin" "$d" "$rc" >>"$out"
       if ((rc != 0)); then echo "DEL $name/$impl/$plugin rc=$rc: $(head -c 300 tmp/out)" >>errors.log; fi
     done
@@ -96,11 +101,11 @@ if [[ ${1:-} == __inner ]]; then
     dir=$(bin "$impl")
     ip netns add "$CTR_PREFIX-$impl"
     for verb in add del; do
-      rc=0; s=$EPOCHREALTIME
+      rc=0
       NETCONFPATH=$W/netconf-$impl CNI_PATH=$dir CNI_CACHE_DIR=$W/cache \
         CAP_ARGS='{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}' \
-        "$OURS/cnitool" "$verb" rb-ct "/run/netns/$CTR_PREFIX-$impl" >tmp/out 2>tmp/err || rc=$?
-      e=$EPOCHREALTIME; d=$(us "$s" "$e")
+        "$EXEC" tmp/us "$OURS/cnitool" "$verb" rb-ct "/run/netns/$CTR_PREFIX-$impl" >tmp/out 2>tmp/err || rc=$?
+      d=$(elapsed)
       printf '%s\t%s\t%s\tcnitool\t%s\t%s\n' "$i" "$impl" "${verb^^}" "$d" "$rc" >>"$out"
       if ((rc != 0)); then echo "cnitool $verb $impl rc=$rc: $(head -c 300 tmp/out tmp/err)" >>errors.log; fi
     done
@@ -225,10 +230,13 @@ done
 
 echo "building the release binaries..." >&2
 REL=$("$ROOT/scripts/release.sh")
+cargo build --release --locked -q --manifest-path "$ROOT/Cargo.toml" -p bench-exec
 W=$(mktemp -d /tmp/rcni-bench.XXXXXX)
 OURS=$W/plugins
 "$REL/rcni" install "$OURS" >/dev/null
 cp "$REL/cnitool" "$OURS/cnitool"
+EXEC=$W/bench-exec
+cp "$ROOT/target/release/bench-exec" "$EXEC"
 
 P=rb$$
 HOST=$P-host CTR_PREFIX=$P-ctr PAR_PREFIX=$P-p
@@ -244,7 +252,7 @@ for ((j = 1; j <= max; j++)); do ip netns add "$PAR_PREFIX-$j"; done
 
 echo "running N=$N (+$WARM warm-up) interleaved, then parallel $SIZES..." >&2
 start=$EPOCHSECONDS
-W=$W OURS=$OURS GO_BIN=$GO_BIN N=$N WARM=$WARM PAR=$PAR SIZES=$SIZES ONLY=$ONLY SETTLE=$SETTLE CTR_PREFIX=$CTR_PREFIX PAR_PREFIX=$PAR_PREFIX \
+W=$W OURS=$OURS EXEC=$EXEC GO_BIN=$GO_BIN N=$N WARM=$WARM PAR=$PAR SIZES=$SIZES ONLY=$ONLY SETTLE=$SETTLE CTR_PREFIX=$CTR_PREFIX PAR_PREFIX=$PAR_PREFIX \
   ip netns exec "$HOST" bash "$0" __inner
 elapsed=$((EPOCHSECONDS - start))
 
