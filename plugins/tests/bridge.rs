@@ -257,6 +257,43 @@ fn del_without_netns_or_link_still_releases_and_removes_masquerade() {
 }
 
 #[test]
+fn del_removes_masquerade_jumps_it_did_not_write_too() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    let run = Runner::new(&sandbox);
+    let (conf, dir) = mynet(&sandbox, json!({}));
+    run.add(&bridge(), "ctr-1", "eth0", &conf);
+    let chain = format!("CNI-{}", &sha512_hex("mynetctr-1")[..24]);
+    // An older upstream wrote the jump with the subnet's prefix. DEL's one-restore
+    // path (delete the jump ADD wrote, then the chain) fails on the chain still being
+    // referenced, atomically; the table is then read and both jumps go.
+    host_cmd(
+        &sandbox,
+        "/usr/sbin/iptables",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.22.0.0/16",
+            "-j",
+            &chain,
+        ],
+    );
+    assert_eq!(
+        iptables_nat(&sandbox, false)
+            .matches(&format!("-j {chain}"))
+            .count(),
+        2
+    );
+    run.ok(&bridge(), "DEL", "ctr-1", "eth0", &conf);
+    let nat = iptables_nat(&sandbox, false);
+    assert!(!nat.contains(&chain), "left after DEL:\n{nat}");
+    assert_clean(&sandbox, &dir);
+}
+
+#[test]
 fn nftables_masquerade_backend() {
     require_root!();
     let sandbox = Sandbox::new();

@@ -11,7 +11,8 @@
 //!
 //! Teardown finds everything by name (the chain) or comment prefix, so unlike upstream
 //! it needs no addresses: a DEL after the container's link or netns is gone still
-//! removes the rules.
+//! removes the rules. When the addresses are known, the common iptables DEL removes
+//! exactly what ADD wrote without reading the table first.
 
 use std::net::IpAddr;
 
@@ -116,24 +117,35 @@ impl Pending {
     }
 }
 
-/// Removes the attachment's masquerade rules from both backends. `ips` narrows the
-/// iptables families to look at; empty means both.
+/// Removes the attachment's masquerade rules from both backends. `ips` (the
+/// container's addresses, when known) narrows the iptables families to look at, empty
+/// meaning both, and lets the common case skip reading the table. The backends and
+/// families are torn down side by side: each is its own processes and nf_tables
+/// commit, so the teardown takes as long as the slowest, not their sum.
 pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
-    let mut errors = Vec::new();
-    for v6 in [false, true] {
-        let wanted = ips.is_empty() || ips.iter().any(|ip| ip.addr().is_ipv6() == v6);
-        if wanted
-            && iptables_usable(v6)
-            && let Err(e) = iptables_teardown(v6, owner)
-        {
-            errors.push(e.to_string());
+    let errors: Vec<String> = std::thread::scope(|scope| {
+        let mut jobs = Vec::new();
+        for v6 in [false, true] {
+            let family: Vec<IpNet> = ips
+                .iter()
+                .filter(|ip| ip.addr().is_ipv6() == v6)
+                .copied()
+                .collect();
+            if (ips.is_empty() || !family.is_empty()) && iptables_usable(v6) {
+                jobs.push(scope.spawn(move || iptables_teardown(v6, &family, owner)));
+            }
         }
-    }
-    if nft_usable()
-        && let Err(e) = nft_teardown(owner)
-    {
-        errors.push(e.to_string());
-    }
+        if nft_usable() {
+            jobs.push(scope.spawn(|| nft_teardown(owner)));
+        }
+        jobs.into_iter()
+            .filter_map(|job| match job.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("masquerade teardown panicked".to_string()),
+            })
+            .collect()
+    });
     if errors.is_empty() {
         Ok(())
     } else {
@@ -187,8 +199,7 @@ fn iptables_setup_lines(ips: &[IpNet], owner: &Owner, listing: Option<&[String]>
         }
     }
     for ip in ips {
-        let host = IpNet::from(ip.addr());
-        let rule = format!("-A POSTROUTING -s {host} -m comment --comment {comment} -j {chain}");
+        let rule = format!("-A {}", jump(ip, owner));
         if !listing.is_some_and(|l| l.contains(&rule)) {
             lines.push(rule);
         }
@@ -196,7 +207,27 @@ fn iptables_setup_lines(ips: &[IpNet], owner: &Owner, listing: Option<&[String]>
     lines
 }
 
-fn iptables_teardown(v6: bool, owner: &Owner) -> Result<()> {
+/// The `POSTROUTING` rule that sends `ip`'s traffic to the owner's chain, without its
+/// `-A`/`-D`.
+fn jump(ip: &IpNet, owner: &Owner) -> String {
+    format!(
+        "POSTROUTING -s {} -m comment --comment {} -j {}",
+        IpNet::from(ip.addr()),
+        iptables::quote(&owner.iptables_comment()),
+        owner.chain()
+    )
+}
+
+fn iptables_teardown(v6: bool, ips: &[IpNet], owner: &Owner) -> Result<()> {
+    // The common DEL: the jumps for the container's addresses and its chain, exactly
+    // as ADD wrote them, in one restore without reading the table. `-D` of a rule
+    // that is not there fails the restore atomically, and so does `-X` of a chain
+    // that something else still jumps to (an older rule format, say): then the table
+    // is read and whatever is found is removed.
+    if !ips.is_empty() && iptables::restore(v6, "nat", &iptables_teardown_lines(ips, owner)).is_ok()
+    {
+        return Ok(());
+    }
     let chain = owner.chain();
     let listing = iptables::list(v6, "nat")?;
     // Every jump to the chain, whatever source it names (upstream's current `-s ip`
@@ -207,6 +238,18 @@ fn iptables_teardown(v6: bool, owner: &Owner) -> Result<()> {
         lines.push(format!("-X {chain}"));
     }
     iptables::restore(v6, "nat", &lines)
+}
+
+/// The restore lines that remove what [`iptables_setup_lines`] wrote for `ips`.
+fn iptables_teardown_lines(ips: &[IpNet], owner: &Owner) -> Vec<String> {
+    let chain = owner.chain();
+    let mut lines: Vec<String> = ips
+        .iter()
+        .map(|ip| format!("-D {}", jump(ip, owner)))
+        .collect();
+    lines.push(format!("-F {chain}"));
+    lines.push(format!("-X {chain}"));
+    lines
 }
 
 fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
@@ -290,5 +333,29 @@ mod tests {
             !again.contains(&jump),
             "the existing jump is kept, not doubled"
         );
+    }
+
+    #[test]
+    fn the_fast_teardown_deletes_each_jump_add_wrote_then_the_chain() {
+        let owner = Owner {
+            network: "mynet",
+            ifname: "eth0",
+            container_id: "ctr-1",
+        };
+        let chain = owner.chain();
+        let ips: Vec<IpNet> = vec![
+            "10.22.0.5/16".parse().unwrap(),
+            "10.23.0.5/16".parse().unwrap(),
+        ];
+        let added = iptables_setup_lines(&ips, &owner, None);
+        let removed = iptables_teardown_lines(&ips, &owner);
+        let jumps: Vec<String> = added
+            .iter()
+            .filter(|l| l.starts_with("-A POSTROUTING "))
+            .map(|l| l.replacen("-A ", "-D ", 1))
+            .collect();
+        assert_eq!(jumps.len(), 2);
+        assert_eq!(removed[..2], jumps[..]);
+        assert_eq!(removed[2..], [format!("-F {chain}"), format!("-X {chain}")]);
     }
 }
