@@ -89,18 +89,15 @@ pub fn setup_veth(
     })
 }
 
-/// Deletes `ifname` and returns its global unicast addresses (upstream
-/// `DelLinkByNameAddr`); a missing link is `LinkNotFound`.
-pub fn delete_link_with_addresses(netlink: &mut Netlink, ifname: &str) -> Result<Vec<IpNet>> {
-    let link = netlink.require_link(ifname)?;
-    let addresses = netlink
-        .addresses(link.index)?
+/// The global unicast addresses of link `index`: what upstream's `DelLinkByNameAddr`
+/// reads before deleting a link, for the masquerade teardown.
+pub fn global_addresses(netlink: &mut Netlink, index: u32) -> Result<Vec<IpNet>> {
+    Ok(netlink
+        .addresses(index)?
         .into_iter()
         .map(|a| a.address)
         .filter(is_global_unicast)
-        .collect();
-    netlink.delete_link(link.index)?;
-    Ok(addresses)
+        .collect())
 }
 
 fn is_global_unicast(net: &IpNet) -> bool {

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common::{
-    IpamType, MacArgs, Rollback, RuntimeMac, check_addresses_and_routes, check_container_veth,
-    container_mac, delete_container_link, ipam_add, ipam_verb, masq_backend, masq_owner,
-    prev_result, setup_masq, teardown_masq,
+    ContainerLink, IpamType, MacArgs, Rollback, RuntimeMac, check_addresses_and_routes,
+    check_container_veth, container_mac, del_beside_masq, ipam_add, ipam_verb, masq_backend,
+    masq_owner, prev_result, setup_masq, teardown_masq,
 };
 use crate::net_error;
 
@@ -330,27 +330,32 @@ impl Plugin for Bridge {
 
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let conf = Conf::load(args)?;
-        let addresses = delete_container_link(args)?;
-        if let Some(ipam_type) = conf.ipam_type() {
-            ipam_verb(ipam_type, Command::Del, args)?;
-        }
-        // Only when configured, as upstream: listing the bridge table is an `nft`
-        // process, a third of a DEL without firewall work.
-        if conf.macspoofchk
-            && let Err(e) = spoofchk::teardown(&args.container_id, &args.ifname)
-        {
-            eprintln!("failed to remove the MAC spoof check: {e}");
-        }
-        if conf.ipam_type().is_some() && conf.ip_masq {
+        let link = ContainerLink::find(args)?;
+        let masq = (conf.ipam_type().is_some() && conf.ip_masq).then(|| {
+            let addresses = link
+                .as_ref()
+                .map(|l| l.addresses.clone())
+                .unwrap_or_default();
             let owner = masq_owner(&conf.name, args);
-            teardown_masq(
-                addresses,
-                &conf.cni_version,
-                conf.prev_result.as_ref(),
-                owner,
-            )?;
-        }
-        Ok(())
+            let (version, prev) = (&conf.cni_version, conf.prev_result.as_ref());
+            move || teardown_masq(addresses, version, prev, owner)
+        });
+        del_beside_masq(masq, || {
+            if let Some(link) = link {
+                link.delete()?;
+            }
+            if let Some(ipam_type) = conf.ipam_type() {
+                ipam_verb(ipam_type, Command::Del, args)?;
+            }
+            // Only when configured, as upstream: listing the bridge table is an `nft`
+            // process, a third of a DEL without firewall work.
+            if conf.macspoofchk
+                && let Err(e) = spoofchk::teardown(&args.container_id, &args.ifname)
+            {
+                eprintln!("failed to remove the MAC spoof check: {e}");
+            }
+            Ok(())
+        })
     }
 
     fn check(&self, args: &CmdArgs) -> Result<(), Error> {

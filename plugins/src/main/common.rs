@@ -1,9 +1,9 @@
 //! What the interface-creating plugins share: IPAM delegation with rollback, the
 //! container MAC from args, and the CHECK of addresses and routes.
 
-use cni_net::iface::delete_link_with_addresses;
+use cni_net::iface::global_addresses;
 use cni_net::netfilter::{Backend, masq};
-use cni_net::{Link, NetError, NetNs, Netlink};
+use cni_net::{ENODEV, Link, NetError, NetNs, Netlink};
 use cni_skel::invoke::{delegate_add, delegate_verb};
 use cni_skel::{CmdArgs, Command};
 use cni_types::Error;
@@ -162,23 +162,72 @@ fn find_container_iface<'r>(
         .find(|i| i.name == name && i.sandbox == netns)
 }
 
-/// DEL of the container end: deletes `CNI_IFNAME` and returns its global addresses.
-/// No `CNI_NETNS`, a netns that is gone and a missing link are all "already done".
-pub fn delete_container_link(args: &CmdArgs) -> Result<Vec<IpNet>, Error> {
-    if args.netns.is_empty() {
-        return Ok(Vec::new());
+/// The container end of an attachment, found for DEL.
+pub struct ContainerLink {
+    netlink: Netlink,
+    index: u32,
+    /// Its global unicast addresses, read before it goes (upstream
+    /// `DelLinkByNameAddr`): they tell the masquerade teardown which families to
+    /// look at.
+    pub addresses: Vec<IpNet>,
+}
+
+impl ContainerLink {
+    /// DEL: `CNI_IFNAME` in the container. No `CNI_NETNS`, a netns that is gone and a
+    /// missing link are all "already done" (`None`).
+    pub fn find(args: &CmdArgs) -> Result<Option<ContainerLink>, Error> {
+        if args.netns.is_empty() {
+            return Ok(None);
+        }
+        let netns = match NetNs::open(&args.netns) {
+            Ok(netns) => netns,
+            Err(NetError::NetnsNotFound(_)) => return Ok(None),
+            Err(e) => return Err(net_error(e)),
+        };
+        let mut netlink = Netlink::open_in(&netns).map_err(net_error)?;
+        let Some(link) = netlink.link_by_name(&args.ifname).map_err(net_error)? else {
+            return Ok(None);
+        };
+        let addresses = global_addresses(&mut netlink, link.index).map_err(net_error)?;
+        Ok(Some(ContainerLink {
+            netlink,
+            index: link.index,
+            addresses,
+        }))
     }
-    let netns = match NetNs::open(&args.netns) {
-        Ok(netns) => netns,
-        Err(NetError::NetnsNotFound(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(net_error(e)),
-    };
-    let mut container = Netlink::open_in(&netns).map_err(net_error)?;
-    match delete_link_with_addresses(&mut container, &args.ifname) {
-        Ok(found) => Ok(found),
-        Err(NetError::LinkNotFound(_)) => Ok(Vec::new()),
-        Err(e) => Err(net_error(e)),
+
+    /// Deletes it (and with a veth, its peer); gone meanwhile is done too.
+    pub fn delete(mut self) -> Result<(), Error> {
+        match self.netlink.delete_link(self.index) {
+            Err(e) if e.errno() != Some(ENODEV) => Err(net_error(e)),
+            _ => Ok(()),
+        }
     }
+}
+
+/// DEL with ipMasq: runs `del` (the plugin's link deletion and IPAM DEL, in its
+/// order) while `masq`, the masquerade teardown, runs beside it on its own thread.
+/// Both mostly wait on the kernel's RCU grace periods (deleting a veth ~17–20 ms, a
+/// nf_tables commit that deletes rules 11–17 ms), so side by side the DEL costs the
+/// longer of the two instead of their sum. `del`'s error is reported first, as
+/// upstream reports it before the masquerade's; the teardown has run either way
+/// (DEL is best effort, and a repeated DEL finds nothing left to remove).
+pub fn del_beside_masq(
+    masq: Option<impl FnOnce() -> Result<(), Error> + Send>,
+    del: impl FnOnce() -> Result<(), Error>,
+) -> Result<(), Error> {
+    std::thread::scope(|scope| {
+        // Spawned from the host namespace: its firewall processes run there too.
+        let teardown = masq.map(|masq| scope.spawn(masq));
+        let deleted = del();
+        let masq_removed = match teardown {
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("the masquerade teardown panicked"))),
+            None => Ok(()),
+        };
+        deleted.and(masq_removed)
+    })
 }
 
 /// CHECK of the container end: prevResult names it in this netns, and the kernel has

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common::{
-    IpamType, Rollback, check_addresses_and_routes, check_container_veth, delete_container_link,
-    ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq, teardown_masq,
+    ContainerLink, IpamType, Rollback, check_addresses_and_routes, check_container_veth,
+    del_beside_masq, ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq,
+    teardown_masq,
 };
 use crate::net_error;
 
@@ -181,18 +182,24 @@ impl Plugin for Ptp {
 
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let conf = Conf::load(args)?;
-        ipam_verb(&conf.ipam.plugin_type, Command::Del, args)?;
-        let addresses = delete_container_link(args)?;
-        if conf.ip_masq {
+        let link = ContainerLink::find(args)?;
+        let masq = conf.ip_masq.then(|| {
+            let addresses = link
+                .as_ref()
+                .map(|l| l.addresses.clone())
+                .unwrap_or_default();
             let owner = masq_owner(&conf.name, args);
-            teardown_masq(
-                addresses,
-                &conf.cni_version,
-                conf.prev_result.as_ref(),
-                owner,
-            )?;
-        }
-        Ok(())
+            let (version, prev) = (&conf.cni_version, conf.prev_result.as_ref());
+            move || teardown_masq(addresses, version, prev, owner)
+        });
+        // Upstream's order: IPAM first, then the link.
+        del_beside_masq(masq, || {
+            ipam_verb(&conf.ipam.plugin_type, Command::Del, args)?;
+            match link {
+                Some(link) => link.delete(),
+                None => Ok(()),
+            }
+        })
     }
 
     fn check(&self, args: &CmdArgs) -> Result<(), Error> {
