@@ -316,6 +316,34 @@ fn nftables_masquerade_backend() {
     );
     assert!(nft.contains("goto masq_checks"), "{nft}");
     assert!(!iptables_nat(&sandbox, false).contains("CNI-"));
+    // A second container finds the base chain in place and only adds its rule.
+    run.add(&bridge(), "ctr-2", "eth1", &conf);
+    let nft = nft_ruleset(&sandbox);
+    let postrouting = nft
+        .split("chain postrouting {")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap_or_default();
+    let rules: Vec<&str> = postrouting
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "type nat hook postrouting priority srcnat; policy accept;",
+            "ip daddr 224.0.0.0/4 return",
+            "ip6 daddr ff00::/8 return",
+            "goto masq_checks",
+        ],
+        "{nft}"
+    );
+    assert!(
+        nft.contains("ip saddr 10.22.0.3 ip daddr != 10.22.0.0/16 masquerade"),
+        "{nft}"
+    );
+    run.ok(&bridge(), "DEL", "ctr-2", "eth1", &conf);
     run.ok(&bridge(), "DEL", "ctr-1", "eth0", &conf);
     assert_clean(&sandbox, &dir);
 

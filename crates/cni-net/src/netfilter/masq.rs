@@ -17,6 +17,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde_json::json;
 
 use super::{Backend, chain_name, iptables, iptables_usable, nft, nft_usable, sha512_hex};
 use crate::{NetError, Result};
@@ -255,24 +256,33 @@ fn iptables_teardown_lines(ips: &[IpNet], owner: &Owner) -> Vec<String> {
 fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
     let t = format!("inet {NFT_TABLE}");
     let instance = owner.nft_instance();
-    let stale = nft::list("inet", NFT_TABLE)?.delete_rules(&t, |r| {
+    let listing = nft::list("inet", NFT_TABLE)?;
+    let stale = listing.delete_rules(&t, |r| {
         r.chain == "masq_checks" && r.comment.starts_with(&instance)
     });
-    let mut script = vec![
-        format!("add table {t} {{ comment \"{NFT_TABLE_COMMENT}\" ; }}"),
-        format!("add chain {t} masq_checks"),
-        format!("add chain {t} postrouting {{ type nat hook postrouting priority 100 ; }}"),
-        format!("flush chain {t} postrouting"),
-        format!(
-            "add rule {t} postrouting ip daddr {} return",
-            multicast(false)
-        ),
-        format!(
-            "add rule {t} postrouting ip6 daddr {} return",
-            multicast(true)
-        ),
-        format!("add rule {t} postrouting goto masq_checks"),
-    ];
+    let mut script = vec![format!(
+        "add table {t} {{ comment \"{NFT_TABLE_COMMENT}\" ; }}"
+    )];
+    // Upstream declares the chains and rewrites the base chain on every ADD. Touching
+    // an existing base chain makes the kernel update its hook, a 10–20 ms commit
+    // against ~2 ms for adding rules, so it is skipped when the listing shows the
+    // skeleton exactly as it would be written.
+    if !nft_skeleton_in_place(&listing) {
+        script.extend([
+            format!("add chain {t} masq_checks"),
+            format!("add chain {t} postrouting {{ type nat hook postrouting priority 100 ; }}"),
+            format!("flush chain {t} postrouting"),
+            format!(
+                "add rule {t} postrouting ip daddr {} return",
+                multicast(false)
+            ),
+            format!(
+                "add rule {t} postrouting ip6 daddr {} return",
+                multicast(true)
+            ),
+            format!("add rule {t} postrouting goto masq_checks"),
+        ]);
+    }
     script.extend(stale);
     let comment = owner.nft_comment();
     for ip in ips {
@@ -287,6 +297,34 @@ fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
         ));
     }
     nft::apply(&(script.join("\n") + "\n"))
+}
+
+/// Whether the table already has `masq_checks` and a `postrouting` chain holding
+/// exactly the rules [`nft_setup`] writes there, as `nft -j` shows them.
+fn nft_skeleton_in_place(listing: &nft::Listing) -> bool {
+    let skip_multicast = |protocol: &str, addr: &str, len: u8| {
+        json!([
+            {"match": {
+                "op": "==",
+                "left": {"payload": {"protocol": protocol, "field": "daddr"}},
+                "right": {"prefix": {"addr": addr, "len": len}},
+            }},
+            {"return": null},
+        ])
+    };
+    let expected = [
+        skip_multicast("ip", "224.0.0.0", 4),
+        skip_multicast("ip6", "ff00::", 8),
+        json!([{"goto": {"target": "masq_checks"}}]),
+    ];
+    listing.chains.iter().any(|c| c == "masq_checks")
+        && listing.chains.iter().any(|c| c == "postrouting")
+        && listing
+            .rules
+            .iter()
+            .filter(|r| r.chain == "postrouting")
+            .map(|r| &r.expr)
+            .eq(expected.iter())
 }
 
 fn nft_teardown(owner: &Owner) -> Result<()> {
@@ -333,6 +371,37 @@ mod tests {
             !again.contains(&jump),
             "the existing jump is kept, not doubled"
         );
+    }
+
+    #[test]
+    fn the_nft_skeleton_is_recognised_as_nft_lists_it() {
+        // The postrouting rules as `nft -j list table inet cni_plugins_masquerade`
+        // (nft 1.0.6) shows them after an ADD.
+        let shown = r#"[
+            [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}}, {"return": null}],
+            [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "ff00::", "len": 8}}}}, {"return": null}],
+            [{"goto": {"target": "masq_checks"}}]
+        ]"#;
+        let exprs: Vec<serde_json::Value> = serde_json::from_str(shown).unwrap();
+        let listing = |exprs: &[serde_json::Value]| nft::Listing {
+            chains: vec!["masq_checks".into(), "postrouting".into()],
+            rules: exprs
+                .iter()
+                .enumerate()
+                .map(|(i, expr)| nft::Rule {
+                    chain: "postrouting".into(),
+                    handle: i as u64 + 3,
+                    comment: String::new(),
+                    expr: expr.clone(),
+                })
+                .collect(),
+        };
+        assert!(nft_skeleton_in_place(&listing(&exprs)));
+        assert!(!nft_skeleton_in_place(&listing(&exprs[..2])));
+        let mut doubled = exprs.clone();
+        doubled.push(exprs[2].clone());
+        assert!(!nft_skeleton_in_place(&listing(&doubled)));
+        assert!(!nft_skeleton_in_place(&nft::Listing::default()));
     }
 
     #[test]
