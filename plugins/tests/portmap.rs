@@ -510,6 +510,18 @@ fn rules_by_container_id(backend: &str) {
         assert_eq!(all.matches("-A CNI-HOSTPORT-SETMARK").count(), 2, "{all}");
         assert_eq!(all.matches("-A CNI-HOSTPORT-MASQ").count(), 2, "{all}");
         assert_eq!(all.matches("-j CNI-HOSTPORT-DNAT").count(), 4, "{all}");
+    } else {
+        // ctr-2 and ctr-3 found the skeleton in place and only added their rules: in
+        // each family's table, one entry rule per base chain, one jump to each level.
+        let all = firewall(&sandbox, backend);
+        let count = |text: &str| all.matches(text).count();
+        assert_eq!(
+            count("fib daddr type local jump hostports_all"),
+            2 * 2,
+            "{all}"
+        );
+        assert_eq!(count("jump hostip_hostports"), 2, "{all}");
+        assert_eq!(count("hook postrouting"), 2, "{all}");
     }
     add("pmnet", "ctr-1", 5);
     assert_eq!(

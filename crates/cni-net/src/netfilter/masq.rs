@@ -318,13 +318,7 @@ fn nft_skeleton_in_place(listing: &nft::Listing) -> bool {
         json!([{"goto": {"target": "masq_checks"}}]),
     ];
     listing.chains.iter().any(|c| c == "masq_checks")
-        && listing.chains.iter().any(|c| c == "postrouting")
-        && listing
-            .rules
-            .iter()
-            .filter(|r| r.chain == "postrouting")
-            .map(|r| &r.expr)
-            .eq(expected.iter())
+        && listing.chain_holds("postrouting", &expected)
 }
 
 fn nft_teardown(owner: &Owner) -> Result<()> {

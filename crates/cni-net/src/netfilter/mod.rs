@@ -251,6 +251,18 @@ pub(crate) mod nft {
     }
 
     impl Listing {
+        /// Whether `chain` exists and holds exactly the rules whose statements are
+        /// `exprs` (nft's JSON schema, as `nft -j` shows them), in that order.
+        pub fn chain_holds(&self, chain: &str, exprs: &[Value]) -> bool {
+            self.chains.iter().any(|c| c == chain)
+                && self
+                    .rules
+                    .iter()
+                    .filter(|r| r.chain == chain)
+                    .map(|r| &r.expr)
+                    .eq(exprs.iter())
+        }
+
         /// `delete rule` commands for the rules `matches` picks; `table` is
         /// `<family> <name>`.
         pub fn delete_rules(&self, table: &str, matches: impl Fn(&Rule) -> bool) -> Vec<String> {
