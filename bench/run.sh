@@ -320,7 +320,7 @@ machine() {
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); run took ${elapsed} s; N=$N timed iterations after $WARM warm-up, interleaved; parallel with xargs -P $PAR"
   echo "- machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
   echo "- $(iptables --version), nft $(nft --version | awk '{print $2}'), Go plugins: $GO_BIN ($(dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || echo unknown))"
-  echo "- rcni: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), static release build (scripts/release.sh), one binary ($ours_size bytes) hard-linked under every plugin name"
+  echo "- rcni: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), static release build for $(basename "$(dirname "$REL")") (scripts/release.sh), one binary ($ours_size bytes) hard-linked under every plugin name; every call timed by bench-exec"
 }
 
 report=$( {
