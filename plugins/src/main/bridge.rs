@@ -332,13 +332,13 @@ impl Plugin for Bridge {
         let conf = Conf::load(args)?;
         let link = ContainerLink::find(args)?;
         let masq = (conf.ipam_type().is_some() && conf.ip_masq).then(|| {
-            let addresses = link
-                .as_ref()
-                .map(|l| l.addresses.clone())
-                .unwrap_or_default();
-            let owner = masq_owner(&conf.name, args);
-            let (version, prev) = (&conf.cni_version, conf.prev_result.as_ref());
-            move || teardown_masq(addresses, version, prev, owner)
+            teardown_masq(
+                link.as_ref(),
+                &conf.name,
+                &conf.cni_version,
+                conf.prev_result.as_ref(),
+                args,
+            )
         });
         del_beside_masq(masq, || {
             if let Some(link) = link {

@@ -302,20 +302,27 @@ pub fn setup_masq<'a>(
         .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))
 }
 
-/// ipMasq on DEL. The rules are found by name, so unlike upstream (plugins#810) they go
-/// also when the link or netns is already gone; the deleted link's addresses, else
-/// prevResult's, only narrow the families to look at.
-pub fn teardown_masq(
-    mut addresses: Vec<IpNet>,
-    cni_version: &str,
-    prev: Option<&Value>,
-    owner: masq::Owner,
-) -> Result<(), Error> {
-    if addresses.is_empty()
-        && let Ok(prev) = prev_result(cni_version, prev.cloned())
-    {
-        addresses = prev.ips.iter().map(|ip| ip.address).collect();
+/// The ipMasq teardown of a DEL, to run beside the link deletion
+/// ([`del_beside_masq`]). The rules are found by name, so unlike upstream
+/// (plugins#810) they go also when the link or netns is already gone; the link's
+/// addresses, else prevResult's, only narrow the families to look at (and let the
+/// common case skip reading the table).
+pub fn teardown_masq<'a>(
+    link: Option<&ContainerLink>,
+    network: &'a str,
+    cni_version: &'a str,
+    prev: Option<&'a Value>,
+    args: &'a CmdArgs,
+) -> impl FnOnce() -> Result<(), Error> + Send + 'a {
+    let mut addresses = link.map(|l| l.addresses.clone()).unwrap_or_default();
+    let owner = masq_owner(network, args);
+    move || {
+        if addresses.is_empty()
+            && let Ok(prev) = prev_result(cni_version, prev.cloned())
+        {
+            addresses = prev.ips.iter().map(|ip| ip.address).collect();
+        }
+        masq::teardown(&addresses, &owner)
+            .map_err(|e| Error::internal(format!("failed to tear down IP masquerade: {e}")))
     }
-    masq::teardown(&addresses, &owner)
-        .map_err(|e| Error::internal(format!("failed to tear down IP masquerade: {e}")))
 }

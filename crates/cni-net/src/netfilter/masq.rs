@@ -69,6 +69,14 @@ impl Owner<'_> {
     }
 }
 
+/// The addresses of one family (`v6`).
+fn of_family(ips: &[IpNet], v6: bool) -> Vec<IpNet> {
+    ips.iter()
+        .filter(|ip| ip.addr().is_ipv6() == v6)
+        .copied()
+        .collect()
+}
+
 fn multicast(v6: bool) -> &'static str {
     if v6 { "ff00::/8" } else { "224.0.0.0/4" }
 }
@@ -101,11 +109,7 @@ impl Pending {
         match self.backend {
             Backend::Iptables => {
                 for v6 in [false, true] {
-                    let family: Vec<IpNet> = ips
-                        .iter()
-                        .filter(|ip| ip.addr().is_ipv6() == v6)
-                        .copied()
-                        .collect();
+                    let family = of_family(ips, v6);
                     if !family.is_empty() {
                         let started = if v6 { None } else { self.v4.take() };
                         iptables_setup(v6, &family, owner, started)?;
@@ -127,11 +131,7 @@ pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
     let errors: Vec<String> = std::thread::scope(|scope| {
         let mut jobs = Vec::new();
         for v6 in [false, true] {
-            let family: Vec<IpNet> = ips
-                .iter()
-                .filter(|ip| ip.addr().is_ipv6() == v6)
-                .copied()
-                .collect();
+            let family = of_family(ips, v6);
             if (ips.is_empty() || !family.is_empty()) && iptables_usable(v6) {
                 jobs.push(scope.spawn(move || iptables_teardown(v6, &family, owner)));
             }
@@ -336,13 +336,17 @@ fn nft_teardown(owner: &Owner) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_new_chain_is_created_with_n_and_a_repeated_add_rewrites_it() {
-        let owner = Owner {
+    fn owner() -> Owner<'static> {
+        Owner {
             network: "mynet",
             ifname: "eth0",
             container_id: "ctr-1",
-        };
+        }
+    }
+
+    #[test]
+    fn a_new_chain_is_created_with_n_and_a_repeated_add_rewrites_it() {
+        let owner = owner();
         let chain = owner.chain();
         let ips: Vec<IpNet> = vec!["10.22.0.5/16".parse().unwrap()];
         let comment = r#""name: \"mynet\" id: \"ctr-1\"""#;
@@ -400,11 +404,7 @@ mod tests {
 
     #[test]
     fn the_fast_teardown_deletes_each_jump_add_wrote_then_the_chain() {
-        let owner = Owner {
-            network: "mynet",
-            ifname: "eth0",
-            container_id: "ctr-1",
-        };
+        let owner = owner();
         let chain = owner.chain();
         let ips: Vec<IpNet> = vec![
             "10.22.0.5/16".parse().unwrap(),
