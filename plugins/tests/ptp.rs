@@ -133,6 +133,28 @@ fn del_after_the_netns_is_gone_and_failed_add_cleanup() {
     // Clean the veth left in the still-existing container netns.
     run.ok(&ptp(), "DEL", "ctr-1", "eth0", &c);
 
+    // A netns path that is not a network namespace: as upstream, the address is
+    // released first, then the netns error is reported.
+    run.add(&ptp(), "ctr-3", "eth0", &c);
+    let not_a_netns = sandbox.state_dir().join("not-a-netns");
+    std::fs::write(&not_a_netns, "").expect("write");
+    let out = sandbox.run_plugin(
+        &ptp(),
+        &cni_testkit::Call {
+            command: "DEL",
+            container_id: "ctr-3",
+            netns: &not_a_netns.display().to_string(),
+            ifname: "eth0",
+            path: &run.path,
+            ..Default::default()
+        },
+        &c,
+    );
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert_eq!(reservations(&sandbox.state_dir().join("ptpnet")), vec![]);
+    run.ok(&ptp(), "DEL", "ctr-3", "eth0", &c);
+    assert!(!iptables_nat(&sandbox, false).contains("CNI-"));
+
     // An ADD that fails after IPAM (the container already has eth0) releases the
     // address and makes nothing.
     sandbox.ip(

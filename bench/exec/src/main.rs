@@ -6,7 +6,7 @@
 //! bench/run.sh times every plugin call through this rather than around a command
 //! in bash. A runtime starts a plugin from a Go (or Rust) process with a vfork-style
 //! spawn; bash forks itself first, copying its page tables and taking copy-on-write
-//! faults in the child, which added 0.2–0.3 ms to every call of either
+//! faults in the child, which added 0.2–0.4 ms to every call of either
 //! implementation on the bench machine. That cost belongs to the harness, not to the
 //! plugin.
 

@@ -106,9 +106,9 @@ impl Netlink {
     }
 
     /// Creates a veth pair in one request (see [`NewVeth`]). Returns the end made in
-    /// this namespace as the kernel echoes it (Linux 6.2 and later answer
-    /// `NLM_F_ECHO` on link creation), which saves a lookup; `None` from older
-    /// kernels. The echo is sent before the link is enslaved, so its `master` is
+    /// this namespace as the kernel echoes it (newer kernels answer `NLM_F_ECHO` on
+    /// link creation; this one, 6.18, does), which saves a lookup; `None` from
+    /// kernels that do not. The echo is sent before the link is enslaved, so its `master` is
     /// filled in from the request.
     pub fn create_veth(&mut self, veth: &NewVeth) -> Result<Option<Link>> {
         let mut peer_message = named(veth.peer, veth.mtu);

@@ -182,7 +182,12 @@ impl Plugin for Ptp {
 
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let conf = Conf::load(args)?;
-        let link = ContainerLink::find(args)?;
+        // Upstream releases the address before it opens the netns: a netns that cannot
+        // be read is reported after IPAM DEL, not instead of it.
+        let (link, unreadable) = match ContainerLink::find(args) {
+            Ok(link) => (link, None),
+            Err(e) => (None, Some(e)),
+        };
         let masq = conf.ip_masq.then(|| {
             teardown_masq(
                 link.as_ref(),
@@ -195,9 +200,10 @@ impl Plugin for Ptp {
         // Upstream's order: IPAM first, then the link.
         del_beside_masq(masq, || {
             ipam_verb(&conf.ipam.plugin_type, Command::Del, args)?;
-            match link {
-                Some(link) => link.delete(),
-                None => Ok(()),
+            match (unreadable, link) {
+                (Some(e), _) => Err(e),
+                (None, Some(link)) => link.delete(),
+                (None, None) => Ok(()),
             }
         })
     }
