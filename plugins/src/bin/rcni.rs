@@ -11,9 +11,9 @@ use std::process::ExitCode;
 /// dlmalloc instead of the libc allocator. A plugin call is one short process, so
 /// what counts is start-up and the first few hundred allocations: musl's allocator
 /// maps and unmaps a page for nearly every small allocation (~70 extra syscalls in a
-/// bridge ADD, +0.35 ms), and glibc's spends its own start-up time. dlmalloc grows
-/// its heap in large steps; a bridge ADD was 0.1 ms (glibc) and 0.7 ms (musl) faster
-/// with it (bench/README.md).
+/// bridge ADD), and glibc's spends its own start-up time. dlmalloc grows its heap in
+/// large steps; a bridge ADD was 0.1 ms (glibc) and 0.65 ms (musl) faster with it
+/// (bench/README.md).
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
