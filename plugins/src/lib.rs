@@ -7,11 +7,12 @@
 pub mod ipam;
 pub mod main;
 pub mod meta;
+pub mod pkg;
 
-use cni_skel::Plugin;
+use cni_skel::Dispatch;
 
 /// Every plugin in this binary, by the name it is installed under.
-pub fn plugins() -> Vec<(&'static str, &'static dyn Plugin)> {
+pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
     vec![
         ("bridge", &main::bridge::Bridge),
         ("host-local", &ipam::host_local::HostLocal),
@@ -23,15 +24,9 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Plugin)> {
 }
 
 /// The plugin installed as `name`, if this binary has it.
-pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
+pub fn plugin(name: &str) -> Option<&'static dyn Dispatch> {
     plugins()
         .into_iter()
         .find(|(n, _)| *n == name)
         .map(|(_, p)| p)
-}
-
-/// Maps a kernel-access error to a CNI error. Upstream reports these as plain errors,
-/// which its skel turns into code 999.
-pub(crate) fn net_error(e: cni_net::NetError) -> cni_types::Error {
-    cni_types::Error::internal(e.to_string())
 }

@@ -15,9 +15,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cni_net::NetNs;
-use cni_net::netfilter::portmap::dnat_chain;
 use cni_testkit::{Sandbox, require_root, workspace_binary};
 use common::{Runner, go_plugin, iptables_nat, nft_ruleset, plugin, plugin_dir};
+use rcni::meta::portmap::dnat_chain;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(2);

@@ -163,7 +163,7 @@ impl Ctnetlink {
                         if code == 0 {
                             return Ok(());
                         }
-                        return Err(NetError::Netlink {
+                        return Err(NetError::Kernel {
                             op: op.to_string(),
                             errno: code.abs(),
                             message: None,

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use cni_types::result::v100;
 use ipnet::IpNet;
 
-use crate::link::{EEXIST, NewVeth};
-use crate::route::Route;
-use crate::{Link, NetError, NetNs, Netlink, Result, sysctl};
+use crate::{
+    Kernel, KindSpec, Link, LinkSpec, NetError, NetNs, Netlink, OperState, Result, Route, Scope,
+};
 
 /// `veth` + 8 random hex digits, as upstream's `RandomVethName`.
 pub fn random_veth_name() -> Result<String> {
@@ -36,30 +36,40 @@ pub struct VethPair {
 /// to `master` if given, and has `accept_ra=0`. One request from the host creates
 /// both ends, each in its namespace. A clash on the random name is retried; a clash
 /// on `ifname` is upstream's error.
+pub struct VethRequest<'a> {
+    pub ifname: &'a str,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    pub master: Option<u32>,
+}
+
 pub fn setup_veth(
+    kernel: &Kernel,
     host: &mut Netlink,
     container: &mut Netlink,
     container_netns: &NetNs,
-    ifname: &str,
-    mtu: u32,
-    mac: Option<[u8; 6]>,
-    master: Option<u32>,
+    request: &VethRequest,
 ) -> Result<VethPair> {
+    let ifname = request.ifname;
     let mut tries = 0;
     let (host_name, created) = loop {
         let name = random_veth_name()?;
-        let veth = NewVeth {
-            name: &name,
-            peer: ifname,
-            peer_netns: Some(container_netns),
-            peer_mac: mac,
-            mtu,
+        let spec = LinkSpec {
+            mtu: request.mtu,
             up: true,
-            master,
+            master: request.master,
+            ..LinkSpec::new(
+                &name,
+                KindSpec::Veth {
+                    peer: ifname,
+                    peer_netns: Some(container_netns),
+                    peer_mac: request.mac,
+                },
+            )
         };
-        match host.create_veth(&veth) {
+        match host.create_link(&spec) {
             Ok(created) => break (name, created),
-            Err(e) if e.errno() == Some(EEXIST) => {
+            Err(e) if e.already_exists() => {
                 // Which name clashed? The container's own name is a hard error.
                 if container.link_by_name(ifname)?.is_some() {
                     return Err(NetError::Other(format!(
@@ -78,15 +88,24 @@ pub fn setup_veth(
     };
     // Router advertisements on the host end would configure the host; errors are
     // ignored as upstream does (IPv6 may be disabled).
-    let _ = sysctl::write(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
-    let host_link = match created {
-        Some(link) => link,
-        None => host.require_link(&host_name)?,
-    };
-    Ok(VethPair {
-        host: host_link,
-        container: container.require_link(ifname)?,
-    })
+    let _ = kernel.sysctl_write(None, &format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+    // The pair exists from here on: a failed lookup must not leave it behind.
+    let looked_up = (|| {
+        let host_link = match created {
+            Some(link) => link,
+            None => host.require_link(&host_name)?,
+        };
+        Ok(VethPair {
+            host: host_link,
+            container: container.require_link(ifname)?,
+        })
+    })();
+    if looked_up.is_err()
+        && let Ok(Some(link)) = host.link_by_name(&host_name)
+    {
+        let _ = host.delete_link(link.index);
+    }
+    looked_up
 }
 
 /// The global unicast addresses of link `index`: what upstream's `DelLinkByNameAddr`
@@ -124,6 +143,7 @@ fn is_global_unicast(net: &IpNet) -> bool {
 /// the same family). The sysctls are written inside `netns`. Upstream looks the link
 /// up by name; the callers have just made it, so they pass it.
 pub fn configure_iface(
+    kernel: &Kernel,
     netns: &NetNs,
     netlink: &mut Netlink,
     link: &Link,
@@ -150,7 +170,7 @@ pub fn configure_iface(
         let v6 = ip.address.addr().is_ipv6();
         if v6 && !has_v6 {
             has_v6 = true;
-            netns.run(|| enable_ipv6(ifname))??;
+            enable_ipv6(kernel, netns, ifname)?;
         }
         netlink
             .add_address(link.index, ip.address, false)
@@ -183,7 +203,8 @@ pub fn configure_iface(
         let mut kernel_route = Route::new(route.dst, gw, link.index);
         kernel_route.metric = u32::try_from(route.priority).unwrap_or(0);
         kernel_route.table = route.table.and_then(|t| u32::try_from(t).ok()).unwrap_or(0);
-        kernel_route.scope = route.scope.and_then(|s| u8::try_from(s).ok()).unwrap_or(0);
+        kernel_route.scope =
+            Scope::from_number(route.scope.and_then(|s| u8::try_from(s).ok()).unwrap_or(0));
         netlink.append_route(&kernel_route).map_err(|e| {
             NetError::Other(format!(
                 "failed to add route '{{{} {}}}': {e}",
@@ -197,14 +218,21 @@ pub fn configure_iface(
 
 /// Turns IPv6 on for `lo` and `ifname` if it is off, and keeps addresses when the
 /// link goes down (upstream does both before the first v6 address).
-fn enable_ipv6(ifname: &str) -> Result<()> {
+fn enable_ipv6(kernel: &Kernel, netns: &NetNs, ifname: &str) -> Result<()> {
     for dev in ["lo", ifname] {
         let name = format!("net/ipv6/conf/{dev}/disable_ipv6");
-        if sysctl::read(&name).is_ok_and(|v| v != "0") {
-            sysctl::write(&name, "0")?;
+        if kernel
+            .sysctl_read(Some(netns), &name)
+            .is_ok_and(|v| v != "0")
+        {
+            kernel.sysctl_write(Some(netns), &name, "0")?;
         }
     }
-    sysctl::write(&format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1")
+    kernel.sysctl_write(
+        Some(netns),
+        &format!("net/ipv6/conf/{ifname}/keep_addr_on_down"),
+        "1",
+    )
 }
 
 /// Waits until no IPv6 address on `link` is tentative (upstream `SettleAddresses`).
@@ -224,7 +252,7 @@ pub fn settle_addresses(netlink: &mut Netlink, link: &Link, timeout: Duration) -
         if start.elapsed() > timeout {
             let up = netlink
                 .link_by_index(link.index)?
-                .is_some_and(|l| l.oper_state == "up");
+                .is_some_and(|l| l.oper_state == OperState::Up);
             return if up {
                 Err(NetError::Other(format!(
                     "link {} still has tentative addresses after {}s",

@@ -21,11 +21,18 @@ const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 /// Where `ip netns` keeps named namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
-/// An open network namespace.
+/// An open network namespace: a real one, or one of the fake kernel's.
 #[derive(Debug)]
 pub struct NetNs {
-    file: File,
+    inner: Inner,
     path: PathBuf,
+}
+
+#[derive(Debug)]
+enum Inner {
+    File(File),
+    /// A namespace of the fake kernel, by its number there.
+    Fake(u32),
 }
 
 impl NetNs {
@@ -48,9 +55,34 @@ impl NetNs {
             return Err(NetError::NotANetns { path: shown, magic });
         }
         Ok(NetNs {
-            file,
+            inner: Inner::File(file),
             path: path.to_path_buf(),
         })
+    }
+
+    /// A namespace of the fake kernel (see `rtnl::fake`).
+    pub(crate) fn fake(id: u32, path: &str) -> NetNs {
+        NetNs {
+            inner: Inner::Fake(id),
+            path: PathBuf::from(path),
+        }
+    }
+
+    /// The fake kernel's number for this namespace, if it is a fake one.
+    pub(crate) fn fake_id(&self) -> Option<u32> {
+        match self.inner {
+            Inner::Fake(id) => Some(id),
+            Inner::File(_) => None,
+        }
+    }
+
+    /// What `IFLA_NET_NS_FD` carries for this namespace: the file descriptor, or for
+    /// a fake namespace its number (only the fake kernel reads it).
+    pub(crate) fn netlink_fd(&self) -> i32 {
+        match &self.inner {
+            Inner::File(file) => std::os::fd::AsRawFd::as_raw_fd(file),
+            Inner::Fake(id) => *id as i32,
+        }
     }
 
     /// The namespace of the calling thread.
@@ -71,9 +103,15 @@ impl NetNs {
     /// Sockets created inside stay bound to this namespace; child processes spawned
     /// inside start in it.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let Inner::File(file) = &self.inner else {
+            return Err(NetError::Unsupported(format!(
+                "cannot enter the fake namespace {:?}",
+                self.path
+            )));
+        };
         let origin = File::open("/proc/thread-self/ns/net")
             .map_err(|e| NetError::io("open own netns", e))?;
-        setns(&self.file, CloneFlags::CLONE_NEWNET)
+        setns(file, CloneFlags::CLONE_NEWNET)
             .map_err(|e| NetError::io(format!("failed to enter netns {:?}", self.path), e))?;
         let _back = SwitchBack(origin);
         Ok(f())
@@ -82,8 +120,12 @@ impl NetNs {
     /// `true` if `other` is the same namespace as this one.
     pub fn same_as(&self, other: &NetNs) -> bool {
         use std::os::unix::fs::MetadataExt;
-        match (self.file.metadata(), other.file.metadata()) {
-            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        match (&self.inner, &other.inner) {
+            (Inner::File(a), Inner::File(b)) => match (a.metadata(), b.metadata()) {
+                (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+                _ => false,
+            },
+            (Inner::Fake(a), Inner::Fake(b)) => a == b,
             _ => false,
         }
     }
@@ -183,11 +225,5 @@ impl Drop for SwitchBack {
             eprintln!("fatal: cannot switch back to the original network namespace");
             std::process::abort();
         }
-    }
-}
-
-impl std::os::fd::AsRawFd for NetNs {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.file.as_raw_fd()
     }
 }

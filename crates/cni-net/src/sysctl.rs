@@ -1,7 +1,13 @@
 //! sysctls under `/proc/sys`. They resolve in the calling *thread's* network
-//! namespace, so a write inside [`crate::NetNs::run`] changes the container's value.
+//! namespace; plugins go through [`crate::Kernel::sysctl_write`], which enters the
+//! namespace it is given (or asks the fake kernel).
 
 use crate::{NetError, Result};
+
+/// The canonical slash form of a sysctl name (what follows `/proc/sys/`).
+pub(crate) fn key(name: &str) -> String {
+    path(name).trim_start_matches("/proc/sys/").to_string()
+}
 
 /// The file behind a sysctl name. Dotted names (`net.ipv4.ip_forward`) have their
 /// dots and slashes swapped, as upstream's helper does, so slash names are the only
@@ -27,34 +33,16 @@ pub fn path(name: &str) -> String {
 }
 
 /// The value, without the trailing newline.
-pub fn read(name: &str) -> Result<String> {
+pub(crate) fn read(name: &str) -> Result<String> {
     let path = path(name);
     std::fs::read_to_string(&path)
         .map(|v| v.trim_end().to_string())
         .map_err(|e| NetError::io(format!("failed to read {path}"), e))
 }
 
-pub fn write(name: &str, value: &str) -> Result<()> {
+pub(crate) fn write(name: &str, value: &str) -> Result<()> {
     let path = path(name);
     std::fs::write(&path, value).map_err(|e| NetError::io(format!("failed to write {path}"), e))
-}
-
-/// Writes `value` only when it differs (upstream's forwarding helpers; it also keeps a
-/// read-only `/proc/sys` from failing a call that has nothing to change).
-pub fn ensure(name: &str, value: &str) -> Result<()> {
-    if read(name).is_ok_and(|v| v == value) {
-        return Ok(());
-    }
-    write(name, value)
-}
-
-/// Turns on IPv4 or IPv6 forwarding in the calling thread's namespace.
-pub fn enable_forwarding(v6: bool) -> Result<()> {
-    if v6 {
-        ensure("net/ipv6/conf/all/forwarding", "1")
-    } else {
-        ensure("net/ipv4/ip_forward", "1")
-    }
 }
 
 #[cfg(test)]

@@ -81,9 +81,78 @@ impl std::fmt::Display for Error {
     }
 }
 
+/// `context("...")` on any result whose error becomes a CNI error: the message is
+/// prefixed with what was being done, the code is kept (999 for plain errors).
+pub trait Context<T> {
+    fn context(self, what: impl std::fmt::Display) -> Result<T, Error>;
+}
+
+impl<T, E: Into<Error>> Context<T> for Result<T, E> {
+    fn context(self, what: impl std::fmt::Display) -> Result<T, Error> {
+        self.map_err(|e| {
+            let e: Error = e.into();
+            Error {
+                msg: format!("{what}: {}", e.msg),
+                ..e
+            }
+        })
+    }
+}
+
+/// Errors collected by a teardown that goes on after a failure (DEL is best effort):
+/// every step runs, and the result is the first error's code with every message.
+#[derive(Debug, Default)]
+pub struct Errors(Vec<Error>);
+
+impl Errors {
+    pub fn new() -> Errors {
+        Errors::default()
+    }
+
+    /// Keeps the error of `result`, if any.
+    pub fn record<E: Into<Error>>(&mut self, result: Result<(), E>) {
+        if let Err(e) = result {
+            self.0.push(e.into());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<(), Error> {
+        let mut errors = self.0.into_iter();
+        let Some(first) = errors.next() else {
+            return Ok(());
+        };
+        let rest: Vec<String> = errors.map(|e| e.to_string()).collect();
+        if rest.is_empty() {
+            return Err(first);
+        }
+        Err(Error {
+            msg: format!("{}; {}", first.msg, rest.join("; ")),
+            ..first
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_keeps_the_code_and_errors_collect() {
+        let typed: Result<(), Error> = Err(Error::new(7, "bad"));
+        let e = typed.context("loading").unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (7, "loading: bad"));
+        let mut errors = Errors::new();
+        errors.record::<Error>(Ok(()));
+        assert!(errors.is_empty());
+        errors.record(Err(Error::new(11, "one")));
+        errors.record(Err(Error::internal("two")));
+        let e = errors.into_result().unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (11, "one; two"));
+    }
 
     #[test]
     fn json_and_display_match_upstream() {

@@ -22,7 +22,7 @@ pub mod result;
 pub mod validate;
 pub mod version;
 
-pub use error::{Error, code};
+pub use error::{Context, Error, Errors, code};
 
 /// JSON as upstream prints results and errors: indented by four spaces, no trailing
 /// newline (Go `json.MarshalIndent(v, "", "    ")`).

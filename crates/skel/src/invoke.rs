@@ -13,9 +13,9 @@ use cni_types::result::Result as CniResult;
 use cni_types::{Error, code};
 use serde_json::Value;
 
-use std::sync::OnceLock;
+use cni_net::Kernel;
 
-use crate::{CmdArgs, Command, Plugin};
+use crate::{CmdArgs, Command, Context, Dispatch};
 
 /// Finds `plugin` in `paths`: the first regular file named so (upstream
 /// `invoke.FindInPath`; the execute bit is not checked).
@@ -246,17 +246,107 @@ pub fn parse_result(stdout: &[u8], request_version: &str) -> Result<CniResult, E
         .map_err(|e| Error::new(code::DECODING_FAILURE, e.to_string()))
 }
 
-/// Runs the delegate `plugin_type` (found on `CNI_PATH`) for `command` with the same
-/// environment and stdin as this request, only `CNI_COMMAND` changed (spec
-/// "Delegated plugins"). The `CNI_*` values come from the request itself, so this also
-/// works when the plugin runs in-process.
-fn delegate(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
-    let binary = find_in_path(plugin_type, &args.paths()).map_err(Error::internal)?;
-    if let Some(plugin) = in_process_plugin(&binary, plugin_type) {
-        return run_in_process(plugin, command, args);
+/// How a plugin runs the plugins it delegates to (IPAM): given to its verbs in the
+/// [`Context`], so tests can put anything in its place.
+pub trait Delegate: Sync {
+    /// Delegated ADD; the result is read in the request's version.
+    fn add(&self, plugin_type: &str, args: &CmdArgs) -> Result<CniResult, Error>;
+
+    /// Delegated DEL, CHECK, STATUS or GC.
+    fn verb(&self, plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error>;
+}
+
+/// Finds the plugins a multicall binary contains, by name.
+pub type PluginTable = fn(&str) -> Option<&'static dyn Dispatch>;
+
+/// The spec's delegation: runs `plugin_type` found on `CNI_PATH` with the same
+/// environment and stdin as the request, only `CNI_COMMAND` changed (spec "Delegated
+/// plugins"). The `CNI_*` values come from the request itself, so this also works
+/// when the delegating plugin runs in-process.
+///
+/// With `in_process`, a delegate found on `CNI_PATH` that is this very executable
+/// (same device and inode) runs in-process, on `kernel`, with exactly the inputs and
+/// outputs an exec would have: exec would only start a second copy of this code.
+#[derive(Clone, Default)]
+pub struct Invoke {
+    pub in_process: Option<PluginTable>,
+    pub kernel: Kernel,
+}
+
+impl Invoke {
+    fn run(&self, plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
+        let binary = find_in_path(plugin_type, &args.paths()).map_err(Error::internal)?;
+        if let Some(plugin) = self.in_process_plugin(&binary, plugin_type) {
+            return self.run_in_process(plugin, command, args);
+        }
+        let env = delegate_env(command, args);
+        exec(&binary, &env, &args.stdin)
     }
-    let env = delegate_env(command, args);
-    exec(&binary, &env, &args.stdin)
+
+    fn in_process_plugin(&self, binary: &Path, plugin_type: &str) -> Option<&'static dyn Dispatch> {
+        use std::os::unix::fs::MetadataExt;
+        let table = self.in_process?;
+        let found = std::fs::metadata(binary).ok()?;
+        let own = std::fs::metadata("/proc/self/exe").ok()?;
+        if (found.dev(), found.ino()) != (own.dev(), own.ino()) {
+            return None;
+        }
+        table(plugin_type)
+    }
+
+    /// Runs `plugin` as [`exec`] would run it, with exactly the same inputs (the
+    /// `CNI_*` environment and stdin) and outputs (stdout and the exit code, read the
+    /// same way).
+    fn run_in_process(
+        &self,
+        plugin: &dyn Dispatch,
+        command: Command,
+        args: &CmdArgs,
+    ) -> Result<Vec<u8>, Error> {
+        let env = delegate_env(command, args);
+        let getenv = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| std::env::var(name).ok())
+        };
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let cx = Context {
+            kernel: &self.kernel,
+            delegate: self,
+        };
+        let code = crate::run(
+            plugin,
+            &cx,
+            &getenv,
+            &mut &args.stdin[..],
+            &mut stdout,
+            &mut stderr,
+        );
+        // A delegate's stderr goes to ours, as an exec'd plugin's would.
+        let _ = std::io::stderr().write_all(&stderr);
+        if code == 0 {
+            return Ok(stdout);
+        }
+        use std::os::unix::process::ExitStatusExt;
+        Err(plugin_error(&Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout,
+            stderr,
+        }))
+    }
+}
+
+impl Delegate for Invoke {
+    fn add(&self, plugin_type: &str, args: &CmdArgs) -> Result<CniResult, Error> {
+        let stdout = self.run(plugin_type, Command::Add, args)?;
+        parse_result(&stdout, &args.cni_version)
+    }
+
+    fn verb(&self, plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error> {
+        self.run(plugin_type, command, args).map(drop)
+    }
 }
 
 /// The `CNI_*` environment of a delegate: the request's, with `CNI_COMMAND` replaced.
@@ -272,71 +362,14 @@ fn delegate_env(command: Command, args: &CmdArgs) -> [(&'static str, &str); 7] {
     ]
 }
 
-/// Finds the plugins this executable contains, by name; set once by a multicall
-/// binary with [`set_in_process_plugins`].
-type PluginTable = fn(&str) -> Option<&'static dyn Plugin>;
-
-static IN_PROCESS: OnceLock<PluginTable> = OnceLock::new();
-
-/// Lets delegation run a plugin of this same executable in-process instead of
-/// executing it: when the delegate found on `CNI_PATH` is this very file (same
-/// device and inode), exec would only start a second copy of this code.
-pub fn set_in_process_plugins(table: PluginTable) {
-    let _ = IN_PROCESS.set(table);
-}
-
-fn in_process_plugin(binary: &Path, plugin_type: &str) -> Option<&'static dyn Plugin> {
-    use std::os::unix::fs::MetadataExt;
-    let table = IN_PROCESS.get()?;
-    let found = std::fs::metadata(binary).ok()?;
-    let own = std::fs::metadata("/proc/self/exe").ok()?;
-    if (found.dev(), found.ino()) != (own.dev(), own.ino()) {
-        return None;
-    }
-    table(plugin_type)
-}
-
-/// Runs `plugin` as [`exec`] would run it, with exactly the same inputs (the `CNI_*`
-/// environment and stdin) and outputs (stdout and the exit code, read the same way).
-fn run_in_process(plugin: &dyn Plugin, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
-    let env = delegate_env(command, args);
-    let getenv = |name: &str| {
-        env.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-            .or_else(|| std::env::var(name).ok())
-    };
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    let code = crate::run(
-        plugin,
-        &getenv,
-        &mut &args.stdin[..],
-        &mut stdout,
-        &mut stderr,
-    );
-    // A delegate's stderr goes to ours, as an exec'd plugin's would.
-    let _ = std::io::stderr().write_all(&stderr);
-    if code == 0 {
-        return Ok(stdout);
-    }
-    use std::os::unix::process::ExitStatusExt;
-    Err(plugin_error(&Output {
-        status: std::process::ExitStatus::from_raw(code << 8),
-        stdout,
-        stderr,
-    }))
-}
-
-/// Delegated ADD; the result is read in the request's version.
+/// Delegated ADD by exec (no in-process plugins).
 pub fn delegate_add(plugin_type: &str, args: &CmdArgs) -> Result<CniResult, Error> {
-    let stdout = delegate(plugin_type, Command::Add, args)?;
-    parse_result(&stdout, &args.cni_version)
+    Invoke::default().add(plugin_type, args)
 }
 
-/// Delegated DEL, CHECK, STATUS or GC.
+/// Delegated DEL, CHECK, STATUS or GC by exec.
 pub fn delegate_verb(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error> {
-    delegate(plugin_type, command, args).map(|_| ())
+    Invoke::default().verb(plugin_type, command, args)
 }
 
 #[cfg(test)]

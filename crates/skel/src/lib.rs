@@ -1,19 +1,27 @@
 //! The plugin side of CNI (upstream `pkg/skel`): a plugin implements [`Plugin`] and
 //! calls [`main`]; this crate reads the `CNI_*` environment and stdin, validates them
-//! as upstream does, negotiates the spec version, dispatches the verb, converts the
-//! result to the request's `cniVersion` and prints it, or prints the error as JSON on
-//! stdout and exits 1.
+//! as upstream does, negotiates the spec version, decodes the configuration once into
+//! a [`Request`] (the common keys of `cni-types` plus the plugin's own typed config),
+//! dispatches the verb with the [`Context`] its caller gave (the kernel handle and the
+//! IPAM delegate), converts the result to the request's `cniVersion` and prints it, or
+//! prints the error as JSON on stdout and exits 1.
 //!
-//! [`run`] is the same dispatcher without process globals, for tests and for running
-//! a plugin in-process.
+//! [`run`] is the same dispatcher without process globals, for tests, for running a
+//! plugin in-process, and for running it against the fake kernel.
 
 pub mod invoke;
 
 use std::io::{Read, Write};
+use std::ops::Deref;
 
-use cni_types::result::Result as CniResult;
+use cni_net::Kernel;
+use cni_types::config::PluginConf;
+use cni_types::result::{Result as CniResult, parse_prev_result, v100};
 use cni_types::version::{self, PluginInfo};
 use cni_types::{Error, code, validate};
+use serde::de::DeserializeOwned;
+
+pub use invoke::{Delegate, Invoke};
 
 /// The verbs of the spec (§ "Parameters": `CNI_COMMAND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +74,8 @@ pub struct CmdArgs {
 }
 
 impl CmdArgs {
-    /// Decodes the configuration into a plugin's own type, with Go's JSON rules.
-    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+    /// Decodes the configuration into a type, with Go's JSON rules.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, Error> {
         cni_types::gojson::from_slice(&self.stdin).map_err(|e| {
             Error::new(
                 code::DECODING_FAILURE,
@@ -86,8 +94,71 @@ impl CmdArgs {
     }
 }
 
+/// One decoded request: the environment (`env`, also reachable through
+/// `Deref`), the keys every plugin configuration has ([`PluginConf`]: name,
+/// cniVersion, ipam, dns, args, runtimeConfig, prevResult, ...), and the plugin's own
+/// keys, typed.
+#[derive(Debug)]
+pub struct Request<C> {
+    pub env: CmdArgs,
+    pub conf: PluginConf,
+    pub plugin: C,
+}
+
+impl<C> Deref for Request<C> {
+    type Target = CmdArgs;
+
+    fn deref(&self) -> &CmdArgs {
+        &self.env
+    }
+}
+
+impl<C> Request<C> {
+    /// The network's name.
+    pub fn network(&self) -> &str {
+        &self.conf.name
+    }
+
+    /// `ipam.type`, when the configuration names an IPAM plugin.
+    pub fn ipam_type(&self) -> Option<&str> {
+        self.conf
+            .ipam
+            .as_ref()
+            .map(|i| i.plugin_type.as_str())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// prevResult in the current version, `None` without one.
+    pub fn prev_result(&self) -> Result<Option<v100::Result>, Error> {
+        let Some(prev) = self.conf.prev_result.clone() else {
+            return Ok(None);
+        };
+        parse_prev_result(&self.env.cni_version, prev)
+            .and_then(|r: CniResult| r.to_current().map_err(|e| e.to_string()))
+            .map(Some)
+            .map_err(Error::internal)
+    }
+
+    /// prevResult, which this verb needs (upstream's CHECK message without it).
+    pub fn require_prev_result(&self) -> Result<v100::Result, Error> {
+        self.prev_result()?
+            .ok_or_else(|| Error::internal("Required prevResult missing"))
+    }
+}
+
+/// What a plugin's caller hands to every verb: the kernel to work on (real, or the
+/// fake in tests) and how to run delegated IPAM plugins.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub kernel: &'a Kernel,
+    pub delegate: &'a dyn Delegate,
+}
+
 /// A CNI plugin. Verbs a plugin does not implement succeed silently, as upstream.
-pub trait Plugin {
+pub trait Plugin: Sync {
+    /// The plugin's own configuration keys (the common ones are in [`PluginConf`]).
+    type Conf: DeserializeOwned;
+
     /// The name in the about text (`CNI <name> plugin ...`).
     fn name(&self) -> &str;
 
@@ -97,18 +168,63 @@ pub trait Plugin {
     }
 
     /// ADD: returns the result, in any version; it is printed in the request's version.
-    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error>;
+    fn add(&self, req: &Request<Self::Conf>, cx: &Context) -> Result<CniResult, Error>;
 
-    fn del(&self, args: &CmdArgs) -> Result<(), Error>;
+    fn del(&self, req: &Request<Self::Conf>, cx: &Context) -> Result<(), Error>;
 
-    fn check(&self, args: &CmdArgs) -> Result<(), Error>;
+    fn check(&self, req: &Request<Self::Conf>, cx: &Context) -> Result<(), Error>;
 
-    fn status(&self, _args: &CmdArgs) -> Result<(), Error> {
+    fn status(&self, _req: &Request<Self::Conf>, _cx: &Context) -> Result<(), Error> {
         Ok(())
     }
 
-    fn gc(&self, _args: &CmdArgs) -> Result<(), Error> {
+    fn gc(&self, _req: &Request<Self::Conf>, _cx: &Context) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// A plugin behind a uniform face, whatever its config type: what a multicall binary
+/// keeps in its table.
+pub trait Dispatch: Sync {
+    fn name(&self) -> &str;
+    fn supported_versions(&self) -> &[&'static str];
+    /// Decodes the configuration and runs one verb; `Some` result for ADD.
+    fn call(
+        &self,
+        command: Command,
+        args: CmdArgs,
+        cx: &Context,
+    ) -> Result<Option<CniResult>, Error>;
+}
+
+impl<P: Plugin> Dispatch for P {
+    fn name(&self) -> &str {
+        Plugin::name(self)
+    }
+
+    fn supported_versions(&self) -> &[&'static str] {
+        Plugin::supported_versions(self)
+    }
+
+    fn call(
+        &self,
+        command: Command,
+        args: CmdArgs,
+        cx: &Context,
+    ) -> Result<Option<CniResult>, Error> {
+        let req = Request {
+            conf: args.config()?,
+            plugin: args.config()?,
+            env: args,
+        };
+        match command {
+            Command::Add => self.add(&req, cx).map(Some),
+            Command::Del => self.del(&req, cx).map(|()| None),
+            Command::Check => self.check(&req, cx).map(|()| None),
+            Command::Status => self.status(&req, cx).map(|()| None),
+            Command::Gc => self.gc(&req, cx).map(|()| None),
+            Command::Version => Ok(None),
+        }
     }
 }
 
@@ -118,13 +234,14 @@ pub const RCNI_VERSION: &str = concat!("rcni v", env!("CARGO_PKG_VERSION"));
 /// Runs `plugin` as a process would be run: reads the environment through `getenv`,
 /// and returns the exit code after writing to `stdout`/`stderr`.
 pub fn run(
-    plugin: &dyn Plugin,
+    plugin: &dyn Dispatch,
+    cx: &Context,
     getenv: &dyn Fn(&str) -> Option<String>,
     stdin: &mut dyn Read,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
-    match dispatch(plugin, getenv, stdin, stdout, stderr) {
+    match dispatch(plugin, cx, getenv, stdin, stdout, stderr) {
         Ok(()) => 0,
         Err(e) => {
             let _ = stdout.write_all(e.to_json_pretty().as_bytes());
@@ -135,12 +252,13 @@ pub fn run(
 }
 
 /// Runs `plugin` with the process's environment and standard streams, then exits.
-pub fn main(plugin: &dyn Plugin) -> ! {
+pub fn main(plugin: &dyn Dispatch, cx: &Context) -> ! {
     let getenv = |name: &str| std::env::var(name).ok();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     let status = run(
         plugin,
+        cx,
         &getenv,
         &mut std::io::stdin().lock(),
         &mut stdout,
@@ -173,7 +291,8 @@ const ENV_VARS: [(&str, &[Command]); 6] = [
 ];
 
 fn dispatch(
-    plugin: &dyn Plugin,
+    plugin: &dyn Dispatch,
+    cx: &Context,
     getenv: &dyn Fn(&str) -> Option<String>,
     stdin: &mut dyn Read,
     stdout: &mut dyn Write,
@@ -283,23 +402,24 @@ fn dispatch(
 
     match command {
         Command::Add => {
-            let result = plugin.add(&args)?;
+            // Before anything is made (upstream checks after, leaving what it made).
+            check_not_own_netns(&args)?;
+            let result = plugin
+                .call(command, args.clone(), cx)?
+                .ok_or_else(|| Error::internal("ADD returned no result"))?;
             let result = result
                 .convert(&args.cni_version)
                 .map_err(|e| Error::internal(e.to_string()))?;
-            check_not_own_netns(&args)?;
             stdout
                 .write_all(result.to_json_pretty().as_bytes())
                 .map_err(|e| Error::new(code::IO_FAILURE, e.to_string()))
         }
         Command::Del => {
-            plugin.del(&args)?;
+            plugin.call(command, args.clone(), cx)?;
             check_not_own_netns(&args)
         }
-        Command::Check => plugin.check(&args),
-        Command::Status => plugin.status(&args),
-        Command::Gc => plugin.gc(&args),
         Command::Version => Ok(()),
+        _ => plugin.call(command, args, cx).map(drop),
     }
 }
 
@@ -374,22 +494,24 @@ mod tests {
     struct Fixed;
 
     impl Plugin for Fixed {
+        type Conf = serde_json::Value;
+
         fn name(&self) -> &str {
             "fixed"
         }
 
-        fn add(&self, _args: &CmdArgs) -> Result<CniResult, Error> {
+        fn add(&self, _req: &Request<Self::Conf>, _cx: &Context) -> Result<CniResult, Error> {
             cni_types::result::Result::from_slice(
                 br#"{"cniVersion":"1.1.0","ips":[{"address":"10.0.0.2/24"}]}"#,
             )
             .map_err(|e| Error::internal(e.to_string()))
         }
 
-        fn del(&self, _args: &CmdArgs) -> Result<(), Error> {
+        fn del(&self, _req: &Request<Self::Conf>, _cx: &Context) -> Result<(), Error> {
             Err(Error::new(1234, "typed errors keep their code"))
         }
 
-        fn check(&self, _args: &CmdArgs) -> Result<(), Error> {
+        fn check(&self, _req: &Request<Self::Conf>, _cx: &Context) -> Result<(), Error> {
             Ok(())
         }
     }
@@ -414,7 +536,12 @@ mod tests {
             })
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run(&Fixed, &env, stdin, &mut out, &mut err);
+        let kernel = Kernel::real();
+        let cx = Context {
+            kernel: &kernel,
+            delegate: &Invoke::default(),
+        };
+        let code = run(&Fixed, &cx, &env, stdin, &mut out, &mut err);
         (code, String::from_utf8_lossy(&out).into_owned())
     }
 

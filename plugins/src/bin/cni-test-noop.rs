@@ -16,7 +16,7 @@
 
 use std::io::{Read, Write};
 
-use cni_skel::{CmdArgs, Plugin};
+use cni_skel::{Context, Plugin, Request};
 use cni_types::Error;
 use cni_types::result::{Result as CniResult, parse_prev_result};
 use serde::Deserialize;
@@ -53,6 +53,8 @@ impl Noop {
 }
 
 impl Plugin for Noop {
+    type Conf = Value;
+
     fn name(&self) -> &str {
         "noop"
     }
@@ -61,7 +63,7 @@ impl Plugin for Noop {
         &self.versions
     }
 
-    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
+    fn add(&self, args: &Request<Value>, _cx: &Context) -> Result<CniResult, Error> {
         self.fail_if_told()?;
         match &self.instructions.report_result {
             Some(Value::String(s)) if s == "PASSTHROUGH" => {
@@ -80,19 +82,19 @@ impl Plugin for Noop {
         }
     }
 
-    fn del(&self, _args: &CmdArgs) -> Result<(), Error> {
+    fn del(&self, _args: &Request<Value>, _cx: &Context) -> Result<(), Error> {
         self.fail_if_told()
     }
 
-    fn check(&self, _args: &CmdArgs) -> Result<(), Error> {
+    fn check(&self, _args: &Request<Value>, _cx: &Context) -> Result<(), Error> {
         self.fail_if_told()
     }
 
-    fn status(&self, _args: &CmdArgs) -> Result<(), Error> {
+    fn status(&self, _args: &Request<Value>, _cx: &Context) -> Result<(), Error> {
         self.fail_if_told()
     }
 
-    fn gc(&self, _args: &CmdArgs) -> Result<(), Error> {
+    fn gc(&self, _args: &Request<Value>, _cx: &Context) -> Result<(), Error> {
         self.fail_if_told()
     }
 }
@@ -168,8 +170,14 @@ fn main() {
         versions,
     };
     let getenv = |name: &str| std::env::var(name).ok();
+    let kernel = cni_net::Kernel::real();
+    let cx = Context {
+        kernel: &kernel,
+        delegate: &cni_skel::Invoke::default(),
+    };
     let status = cni_skel::run(
         &plugin,
+        &cx,
         &getenv,
         &mut stdin.as_slice(),
         &mut std::io::stdout().lock(),

@@ -20,10 +20,19 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let invoked_as = args.first().map(|a| basename(a)).unwrap_or_default();
-    // Delegated IPAM plugins that are this same binary run in-process.
-    cni_skel::invoke::set_in_process_plugins(rcni::plugin);
+    // The real kernel, and delegated IPAM plugins that are this same binary run
+    // in-process.
+    let kernel = cni_net::Kernel::real();
+    let invoke = cni_skel::Invoke {
+        in_process: Some(rcni::plugin),
+        kernel: kernel.clone(),
+    };
+    let cx = cni_skel::Context {
+        kernel: &kernel,
+        delegate: &invoke,
+    };
     if let Some(plugin) = rcni::plugin(&invoked_as) {
-        cni_skel::main(plugin);
+        cni_skel::main(plugin, &cx);
     }
     match args.get(1).map(String::as_str) {
         None => {
@@ -44,7 +53,7 @@ fn main() -> ExitCode {
             None => usage("install needs a directory"),
         },
         Some(name) => match rcni::plugin(name) {
-            Some(plugin) => cni_skel::main(plugin),
+            Some(plugin) => cni_skel::main(plugin, &cx),
             None => usage(&format!("no plugin named {name:?}")),
         },
     }

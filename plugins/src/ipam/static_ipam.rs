@@ -5,16 +5,16 @@
 
 use std::net::IpAddr;
 
-use cni_skel::{CmdArgs, Plugin};
+use cni_skel::{Context, Plugin, Request};
 use cni_types::Error;
 use cni_types::net::IpNet;
 use cni_types::result::{Dns, Result as CniResult, Route, parse_prev_result, v100};
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
-struct RawConf {
+pub struct RawConf {
     #[serde(rename = "cniVersion")]
     cni_version: String,
     ipam: Option<RawIpam>,
@@ -25,7 +25,7 @@ struct RawConf {
     prev_result: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawIpam {
     addresses: Vec<RawAddress>,
@@ -33,26 +33,26 @@ struct RawIpam {
     dns: Dns,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawAddress {
     address: String,
     gateway: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawArgs {
     cni: Option<RawCniArgs>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawCniArgs {
     ips: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawRuntimeConfig {
     ips: Vec<String>,
@@ -81,8 +81,8 @@ fn cidr(text: &str, field: &str) -> Result<IpNet, Error> {
 }
 
 impl IpamConf {
-    fn load(args: &CmdArgs) -> Result<IpamConf, Error> {
-        let raw: RawConf = args.config()?;
+    fn load(args: &Request<RawConf>) -> Result<IpamConf, Error> {
+        let raw = args.plugin.clone();
         let ipam = raw
             .ipam
             .ok_or_else(|| Error::internal("IPAM config missing 'ipam' key"))?;
@@ -177,11 +177,13 @@ impl IpamConf {
 pub struct Static;
 
 impl Plugin for Static {
+    type Conf = RawConf;
+
     fn name(&self) -> &str {
         "static"
     }
 
-    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
+    fn add(&self, args: &Request<RawConf>, _cx: &Context) -> Result<CniResult, Error> {
         let conf = IpamConf::load(args)?;
         Ok(CniResult::V100(v100::Result {
             cni_version: cni_types::version::CURRENT.into(),
@@ -201,11 +203,11 @@ impl Plugin for Static {
     }
 
     /// Nothing was allocated, so nothing is released.
-    fn del(&self, args: &CmdArgs) -> Result<(), Error> {
+    fn del(&self, args: &Request<RawConf>, _cx: &Context) -> Result<(), Error> {
         IpamConf::load(args).map(drop)
     }
 
-    fn check(&self, args: &CmdArgs) -> Result<(), Error> {
+    fn check(&self, args: &Request<RawConf>, _cx: &Context) -> Result<(), Error> {
         let conf = IpamConf::load(args)?;
         let prev = conf
             .prev_result

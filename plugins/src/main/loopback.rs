@@ -4,39 +4,33 @@
 //! unchanged; DEL sets it down and succeeds when the netns is already gone; CHECK
 //! verifies that it is up. `CNI_IFNAME` is ignored: this plugin only ever touches `lo`.
 
-use cni_net::{NetError, NetNs, Netlink};
-use cni_skel::{CmdArgs, Plugin};
+use cni_net::Netlink;
+use cni_skel::{Context, Plugin, Request};
 use cni_types::Error;
 use cni_types::result::{Result as CniResult, parse_prev_result, v100};
 use serde::Deserialize;
-use serde_json::Value;
 
-use crate::net_error;
-
-/// loopback has no keys of its own; only a chained `prevResult` matters.
+/// loopback has no keys of its own; only a chained `prevResult` (a common key) matters.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Conf {
-    #[serde(rename = "prevResult")]
-    prev_result: Option<Value>,
-}
+pub struct Conf {}
 
 pub struct Loopback;
 
 const LO: &str = "lo";
 
 impl Plugin for Loopback {
+    type Conf = Conf;
+
     fn name(&self) -> &str {
         "loopback"
     }
 
-    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
-        let conf: Conf = args.config()?;
-        let netns = NetNs::open(&args.netns).map_err(net_error)?;
-        let mut netlink = Netlink::open_in(&netns).map_err(net_error)?;
+    fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
+        let netns = cx.kernel.open_netns(&args.netns)?;
+        let mut netlink = cx.kernel.netlink(&netns)?;
         let lo = lo_link(&mut netlink)?;
-        netlink.set_link_up(lo.index, true).map_err(net_error)?;
-        let addresses = netlink.addresses(lo.index).map_err(net_error)?;
+        netlink.set_link_up(lo.index, true)?;
+        let addresses = netlink.addresses(lo.index)?;
         if let Some(other) = addresses.iter().find(|a| !a.address.addr().is_loopback()) {
             return Err(Error::internal(format!(
                 "loopback interface found with non-loopback address {:?}",
@@ -45,7 +39,7 @@ impl Plugin for Loopback {
         }
 
         // Chained after another plugin, loopback passes its result through unchanged.
-        if let Some(prev) = conf.prev_result {
+        if let Some(prev) = args.conf.prev_result.clone() {
             return parse_prev_result(&args.cni_version, prev).map_err(Error::internal);
         }
         let first = |v4: bool| addresses.iter().find(|a| a.address.addr().is_ipv4() == v4);
@@ -71,23 +65,23 @@ impl Plugin for Loopback {
         }))
     }
 
-    fn del(&self, args: &CmdArgs) -> Result<(), Error> {
+    fn del(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
         if args.netns.is_empty() {
             return Ok(());
         }
-        let netns = match NetNs::open(&args.netns) {
+        let netns = match cx.kernel.open_netns(&args.netns) {
             // The runtime may call DEL again, or after the netns is gone: nothing to do.
-            Err(NetError::NetnsNotFound(_)) => return Ok(()),
-            other => other.map_err(net_error)?,
+            Err(e) if e.already_gone() => return Ok(()),
+            other => other?,
         };
-        let mut netlink = Netlink::open_in(&netns).map_err(net_error)?;
+        let mut netlink = cx.kernel.netlink(&netns)?;
         let lo = lo_link(&mut netlink)?;
-        netlink.set_link_up(lo.index, false).map_err(net_error)
+        Ok(netlink.set_link_up(lo.index, false)?)
     }
 
-    fn check(&self, args: &CmdArgs) -> Result<(), Error> {
-        let netns = NetNs::open(&args.netns).map_err(net_error)?;
-        let mut netlink = Netlink::open_in(&netns).map_err(net_error)?;
+    fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        let netns = cx.kernel.open_netns(&args.netns)?;
+        let mut netlink = cx.kernel.netlink(&netns)?;
         if !lo_link(&mut netlink)?.up {
             return Err(Error::internal("loopback interface is down"));
         }
@@ -97,7 +91,6 @@ impl Plugin for Loopback {
 
 fn lo_link(netlink: &mut Netlink) -> Result<cni_net::Link, Error> {
     netlink
-        .link_by_name(LO)
-        .map_err(net_error)?
+        .link_by_name(LO)?
         .ok_or_else(|| Error::internal("Link not found"))
 }

@@ -1,6 +1,5 @@
 //! Main plugins: they create or set up the interface in the container.
 
 pub mod bridge;
-pub(crate) mod common;
 pub mod loopback;
 pub mod ptp;

@@ -2,100 +2,83 @@
 //! `plugins/main/ptp`). The container reaches everything through the gateway as an
 //! on-link /32 (/128) neighbour; the host routes each container address to its veth.
 
-use cni_net::iface::{configure_iface, setup_veth};
-use cni_net::netfilter::Backend;
-use cni_net::route::Route as KernelRoute;
-use cni_net::{EEXIST, NetNs, Netlink, sysctl};
-use cni_skel::{CmdArgs, Command, Plugin};
-use cni_types::Error;
+use cni_net::iface::{VethRequest, configure_iface, setup_veth};
+use cni_net::{Family, Netlink, Route as KernelRoute, Scope};
+use cni_skel::{Context, Plugin, Request};
 use cni_types::net::IpNet;
-use cni_types::result::{Dns, Result as CniResult, v100};
+use cni_types::result::{Result as CniResult, v100};
+use cni_types::{Context as _, Error};
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::common::{
-    ContainerLink, IpamType, Rollback, check_addresses_and_routes, check_container_veth,
-    del_beside_masq, ipam_add, ipam_verb, masq_backend, masq_owner, prev_result, setup_masq,
-    teardown_masq,
+use crate::pkg::{
+    ContainerLink, Rollback, check_addresses_and_routes, check_container_veth, del_beside_masq,
+    ipam_add, ipam_verb, masq_backend, masq_owner, setup_masq, teardown_masq,
 };
-use crate::net_error;
+use cni_skel::Command;
 
+/// ptp's own keys (the common ones, `ipam` and `dns` among them, are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Conf {
-    name: String,
-    #[serde(rename = "cniVersion")]
-    cni_version: String,
+pub struct Conf {
     #[serde(rename = "ipMasq")]
     ip_masq: bool,
     #[serde(rename = "ipMasqBackend")]
     ip_masq_backend: Option<String>,
     mtu: i64,
-    ipam: IpamType,
-    dns: Dns,
-    #[serde(rename = "prevResult")]
-    prev_result: Option<Value>,
-    /// From `ipMasq` and `ipMasqBackend`, decided once in [`Conf::load`].
-    #[serde(skip)]
-    masq_backend: Option<Backend>,
-}
-
-impl Conf {
-    fn load(args: &CmdArgs) -> Result<Conf, Error> {
-        let mut conf: Conf = args.config()?;
-        conf.masq_backend = masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
-        Ok(conf)
-    }
 }
 
 pub struct Ptp;
 
 impl Plugin for Ptp {
+    type Conf = Conf;
+
     fn name(&self) -> &str {
         "ptp"
     }
 
-    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
-        let conf = Conf::load(args)?;
-        let ipam_type = conf.ipam.plugin_type.as_str();
+    fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
+        let conf = &args.plugin;
+        let kernel = cx.kernel;
+        let ipam_type = args.ipam_type().unwrap_or_default();
+        let backend = masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
         // Started first: the firewall process loads while the interfaces are made.
-        let masq = conf
-            .masq_backend
-            .map(cni_net::netfilter::masq::Pending::start);
-        let netns = NetNs::open(&args.netns)
-            .map_err(|e| Error::internal(format!("failed to open netns {:?}: {e}", args.netns)))?;
-        let mut host = Netlink::open().map_err(net_error)?;
+        let masq = backend.map(cni_net::netfilter::masq::Pending::start);
+        let netns = kernel
+            .open_netns(&args.netns)
+            .context(format!("failed to open netns {:?}", args.netns))?;
+        let mut host = kernel.host()?;
         let mut rollback = Rollback::default();
-        let ipam = ipam_add(ipam_type, args)?;
+        let ipam = ipam_add(cx, ipam_type, args)?;
         rollback.push(|| {
-            let _ = ipam_verb(ipam_type, Command::Del, args);
+            let _ = ipam_verb(cx, ipam_type, Command::Del, args);
         });
         if ipam.ips.is_empty() {
             return Err(Error::internal("IPAM plugin returned missing IP config"));
         }
-        for v6 in [false, true] {
-            if ipam.ips.iter().any(|ip| ip.address.addr().is_ipv6() == v6) {
-                sysctl::enable_forwarding(v6)
-                    .map_err(|e| Error::internal(format!("Could not enable IP forwarding: {e}")))?;
+        for family in [Family::V4, Family::V6] {
+            if ipam
+                .ips
+                .iter()
+                .any(|ip| Family::of(&ip.address.addr()) == family)
+            {
+                kernel
+                    .enable_forwarding(family)
+                    .context("Could not enable IP forwarding")?;
             }
         }
 
-        let mut container = Netlink::open_in(&netns).map_err(net_error)?;
-        let mtu = u32::try_from(conf.mtu).unwrap_or(0);
-        let veth = setup_veth(
-            &mut host,
-            &mut container,
-            &netns,
-            &args.ifname,
-            mtu,
-            None,
-            None,
-        )
-        .map_err(net_error)?;
+        let mut container = kernel.netlink(&netns)?;
+        let request = VethRequest {
+            ifname: &args.ifname,
+            mtu: u32::try_from(conf.mtu).unwrap_or(0),
+            mac: None,
+            master: None,
+        };
+        let veth = setup_veth(kernel, &mut host, &mut container, &netns, &request)?;
         let container_index = veth.container.index;
         let netns_ref = &netns;
         rollback.push(move || {
-            if let Ok(mut netlink) = Netlink::open_in(netns_ref) {
+            if let Ok(mut netlink) = kernel.netlink(netns_ref) {
                 let _ = netlink.delete_link(container_index);
             }
         });
@@ -119,7 +102,7 @@ impl Plugin for Ptp {
             ip.interface = Some(1);
         }
 
-        configure_iface(&netns, &mut container, &veth.container, &result).map_err(net_error)?;
+        configure_iface(kernel, &netns, &mut container, &veth.container, &result)?;
         // Replace the kernel's connected route with an on-link route to the gateway
         // and the subnet route via it.
         for ip in &result.ips {
@@ -128,12 +111,16 @@ impl Plugin for Ptp {
             })?;
             let subnet = ip.address.trunc();
             let mut connected = KernelRoute::new(subnet, None, container_index);
-            connected.scope = if ip.address.addr().is_ipv4() { 253 } else { 0 };
+            connected.scope = if ip.address.addr().is_ipv4() {
+                Scope::Link
+            } else {
+                Scope::Universe
+            };
             container
                 .del_route(&connected)
-                .map_err(|e| Error::internal(format!("failed to delete route {subnet}: {e}")))?;
+                .context(format!("failed to delete route {subnet}"))?;
             let mut to_gateway = KernelRoute::new(IpNet::from(gateway), None, container_index);
-            to_gateway.scope = 253;
+            to_gateway.scope = Scope::Link;
             to_gateway.src = Some(ip.address.addr());
             add_route_once(&mut container, &to_gateway)?;
             let mut via_gateway = KernelRoute::new(subnet, Some(gateway), container_index);
@@ -147,7 +134,7 @@ impl Plugin for Ptp {
             let Some(gateway) = ip.gateway else { continue };
             match host.add_address(veth.host.index, IpNet::from(gateway), false) {
                 Ok(()) => {}
-                Err(e) if e.errno() == Some(EEXIST) => {}
+                Err(e) if e.already_exists() => {}
                 Err(e) => {
                     return Err(Error::internal(format!(
                         "failed to add IP addr {gateway} to {:?}: {e}",
@@ -157,49 +144,51 @@ impl Plugin for Ptp {
             }
             let mut route = KernelRoute::new(IpNet::from(ip.address.addr()), None, veth.host.index);
             // Upstream's host-scope route; IPv6 has no scopes for routes.
-            route.scope = if ip.address.addr().is_ipv4() { 254 } else { 0 };
+            route.scope = if ip.address.addr().is_ipv4() {
+                Scope::Host
+            } else {
+                Scope::Universe
+            };
             add_route_once(&mut host, &route)?;
         }
 
         if let Some(pending) = masq {
             setup_masq(
+                kernel,
                 pending,
                 &result,
-                masq_owner(&conf.name, args),
+                masq_owner(args.network(), args),
                 &mut rollback,
             )?;
         }
 
-        if let Some(link) = host.link_by_index(veth.host.index).map_err(net_error)? {
+        if let Some(link) = host.link_by_index(veth.host.index)? {
             result.interfaces[0].mac = link.mac;
         }
-        if !conf.dns.is_empty() {
-            result.dns = conf.dns.clone();
+        if !args.conf.dns.is_empty() {
+            result.dns = args.conf.dns.clone();
         }
         rollback.done();
         Ok(CniResult::V100(result))
     }
 
-    fn del(&self, args: &CmdArgs) -> Result<(), Error> {
-        let conf = Conf::load(args)?;
+    fn del(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        let conf = &args.plugin;
+        masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
+        let ipam_type = args.ipam_type().unwrap_or_default();
         // Upstream releases the address before it opens the netns: a netns that cannot
         // be read is reported after IPAM DEL, not instead of it.
-        let (link, unreadable) = match ContainerLink::find(args) {
+        let (link, unreadable) = match ContainerLink::find(cx.kernel, args) {
             Ok(link) => (link, None),
             Err(e) => (None, Some(e)),
         };
-        let masq = conf.ip_masq.then(|| {
-            teardown_masq(
-                link.as_ref(),
-                &conf.name,
-                &conf.cni_version,
-                conf.prev_result.as_ref(),
-                args,
-            )
-        });
+        let masq = match conf.ip_masq {
+            true => Some(teardown_masq(cx.kernel, link.as_ref(), args)?),
+            false => None,
+        };
         // Upstream's order: IPAM first, then the link.
         del_beside_masq(masq, || {
-            ipam_verb(&conf.ipam.plugin_type, Command::Del, args)?;
+            ipam_verb(cx, ipam_type, Command::Del, args)?;
             match (unreadable, link) {
                 (Some(e), _) => Err(e),
                 (None, Some(link)) => link.delete(),
@@ -208,25 +197,32 @@ impl Plugin for Ptp {
         })
     }
 
-    fn check(&self, args: &CmdArgs) -> Result<(), Error> {
-        let conf = Conf::load(args)?;
-        ipam_verb(&conf.ipam.plugin_type, Command::Check, args)?;
-        let prev = prev_result(&conf.cni_version, conf.prev_result.clone())?;
-        let (mut container, link) = check_container_veth(args, &prev)?;
+    fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        ipam_verb(
+            cx,
+            args.ipam_type().unwrap_or_default(),
+            Command::Check,
+            args,
+        )?;
+        let prev = args.require_prev_result()?;
+        let (mut container, link) = check_container_veth(cx.kernel, args, &prev)?;
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 
-    fn status(&self, args: &CmdArgs) -> Result<(), Error> {
-        let conf = Conf::load(args)?;
-        ipam_verb(&conf.ipam.plugin_type, Command::Status, args)
+    fn status(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        ipam_verb(
+            cx,
+            args.ipam_type().unwrap_or_default(),
+            Command::Status,
+            args,
+        )
     }
 }
 
 /// Adds a route; an identical one already there is fine.
 fn add_route_once(netlink: &mut Netlink, route: &KernelRoute) -> Result<(), Error> {
     match netlink.add_route(route) {
-        Ok(()) => Ok(()),
-        Err(e) if e.errno() == Some(EEXIST) => Ok(()),
-        Err(e) => Err(net_error(e)),
+        Err(e) if !e.already_exists() => Err(e.into()),
+        _ => Ok(()),
     }
 }

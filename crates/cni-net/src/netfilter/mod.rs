@@ -1,10 +1,10 @@
-//! Netfilter: the firewall objects plugins create, by upstream's names and shapes,
-//! written in one transaction per plugin call and per backend: `iptables-restore
-//! --noflush` (one per address family) or `nft -f -`. Reading the current state is
-//! one `iptables -S` or `nft -j list` beforehand, never a process per rule.
+//! Netfilter: the generic transaction machinery (one `iptables-restore --noflush`
+//! per address family, one `nft -f -`, and the listings `iptables -S` / `nft -j list`
+//! read beforehand, never a process per rule), plus the masquerade and MAC spoof-check
+//! shapes bridge and ptp share. Plugin-specific rule models (portmap's) live with
+//! their plugin and render through [`iptables`] and [`nft`].
 
 pub mod masq;
-pub mod portmap;
 pub mod spoofchk;
 
 use std::io::Write;
@@ -124,15 +124,15 @@ impl Started {
             .wait_with_output()
             .map_err(|e| NetError::io(format!("running {shown}"), e))?;
         if !output.status.success() {
-            let mut message = format!(
-                "running [{shown}]: {}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
+            let mut stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
             if let Some(input) = stdin {
-                message.push_str(&format!("\ninput:\n{input}"));
+                stderr.push_str(&format!("\ninput:\n{input}"));
             }
-            return Err(NetError::Other(message));
+            return Err(NetError::Tool {
+                command: shown,
+                status: output.status.code(),
+                stderr,
+            });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -148,7 +148,7 @@ impl Drop for Started {
 }
 
 /// iptables in one address family.
-pub(crate) mod iptables {
+pub mod iptables {
     use super::{Started, run};
     use crate::Result;
 
@@ -230,7 +230,7 @@ pub(crate) mod iptables {
 }
 
 /// nft, one `nft -f -` per transaction.
-pub(crate) mod nft {
+pub mod nft {
     use serde_json::Value;
 
     use super::run;
@@ -365,7 +365,17 @@ mod tests {
         drop(Started::spawn("sh", &["-c", &script], true).unwrap());
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
         let failed = Started::spawn("sh", &["-c", "echo nope >&2; exit 3"], false).unwrap();
-        let e = failed.finish(None).unwrap_err().to_string();
-        assert!(e.contains("nope") && e.contains("exit status: 3"), "{e}");
+        let e = failed.finish(None).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NetError::Tool {
+                    status: Some(3),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("nope"), "{e}");
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use cni_skel::CmdArgs;
+use cni_skel::Request;
 use cni_types::Error;
 use cni_types::config::GcAttachment;
 use cni_types::net::IpNet;
@@ -15,9 +15,11 @@ use crate::ipam::parse_ip_or_cidr;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 
-#[derive(Debug, Default, Deserialize)]
+/// host-local's keys as they arrive (the `ipam` section, and the request's `args`
+/// and `runtimeConfig` for requested addresses); [`IpamConf::load`] validates them.
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
-struct RawConf {
+pub struct RawConf {
     name: String,
     #[serde(rename = "cniVersion")]
     cni_version: String,
@@ -29,7 +31,7 @@ struct RawConf {
     valid_attachments: Option<Vec<GcAttachment>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawIpam {
     subnet: String,
@@ -57,19 +59,19 @@ struct RawRange {
     gateway: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawArgs {
     cni: Option<RawCniArgs>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawCniArgs {
     ips: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 struct RawRuntimeConfig {
     ips: Vec<String>,
@@ -164,8 +166,8 @@ pub struct IpamConf {
 }
 
 impl IpamConf {
-    pub fn load(args: &CmdArgs) -> Result<IpamConf, Error> {
-        let raw: RawConf = args.config()?;
+    pub fn load(args: &Request<RawConf>) -> Result<IpamConf, Error> {
+        let raw = args.plugin.clone();
         let ipam = raw
             .ipam
             .ok_or_else(|| Error::internal("IPAM config missing 'ipam' key"))?;

@@ -14,23 +14,25 @@ mod allocator;
 mod config;
 mod store;
 
-use cni_skel::{CmdArgs, Plugin};
+use cni_skel::{Context, Plugin, Request};
 use cni_types::Error;
 use cni_types::error::code;
 use cni_types::result::{Result as CniResult, v100};
 
 use allocator::Allocator;
-use config::IpamConf;
+use config::{IpamConf, RawConf};
 use store::Store;
 
 pub struct HostLocal;
 
 impl Plugin for HostLocal {
+    type Conf = RawConf;
+
     fn name(&self) -> &str {
         "host-local"
     }
 
-    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
+    fn add(&self, args: &Request<RawConf>, _cx: &Context) -> Result<CniResult, Error> {
         let conf = IpamConf::load(args)?;
         let mut result = v100::Result {
             cni_version: cni_types::version::CURRENT.into(),
@@ -70,14 +72,14 @@ impl Plugin for HostLocal {
         Ok(CniResult::V100(result))
     }
 
-    fn del(&self, args: &CmdArgs) -> Result<(), Error> {
+    fn del(&self, args: &Request<RawConf>, _cx: &Context) -> Result<(), Error> {
         let conf = IpamConf::load(args)?;
         let store = Store::open(&conf.data_dir, &conf.name)?;
         let _lock = store.lock()?;
         store.release(&args.container_id, &args.ifname)
     }
 
-    fn check(&self, args: &CmdArgs) -> Result<(), Error> {
+    fn check(&self, args: &Request<RawConf>, _cx: &Context) -> Result<(), Error> {
         let conf = IpamConf::load(args)?;
         let store = Store::open(&conf.data_dir, &conf.name)?;
         let _lock = store.lock()?;
@@ -90,7 +92,7 @@ impl Plugin for HostLocal {
         Ok(())
     }
 
-    fn status(&self, args: &CmdArgs) -> Result<(), Error> {
+    fn status(&self, args: &Request<RawConf>, _cx: &Context) -> Result<(), Error> {
         let conf = IpamConf::load(args)?;
         let store = Store::open(&conf.data_dir, &conf.name)?;
         let _lock = store.lock()?;
@@ -105,7 +107,7 @@ impl Plugin for HostLocal {
         Ok(())
     }
 
-    fn gc(&self, args: &CmdArgs) -> Result<(), Error> {
+    fn gc(&self, args: &Request<RawConf>, _cx: &Context) -> Result<(), Error> {
         let conf = IpamConf::load(args)?;
         let store = Store::open(&conf.data_dir, &conf.name)?;
         let _lock = store.lock()?;

@@ -1,4 +1,4 @@
-//! Route operations.
+//! Routes.
 
 use std::net::IpAddr;
 
@@ -9,11 +9,47 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 
-use crate::addr::family;
+use super::Family;
 use crate::{Netlink, Result};
 
 /// The main routing table.
 pub const TABLE_MAIN: u32 = 254;
+
+/// Route and address scope (`rtm_scope`/`ifa_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    #[default]
+    Universe,
+    Site,
+    Link,
+    Host,
+    Nowhere,
+    Other(u8),
+}
+
+impl Scope {
+    pub fn number(self) -> u8 {
+        match self {
+            Scope::Universe => 0,
+            Scope::Site => 200,
+            Scope::Link => 253,
+            Scope::Host => 254,
+            Scope::Nowhere => 255,
+            Scope::Other(n) => n,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Scope {
+        match n {
+            0 => Scope::Universe,
+            200 => Scope::Site,
+            253 => Scope::Link,
+            254 => Scope::Host,
+            255 => Scope::Nowhere,
+            n => Scope::Other(n),
+        }
+    }
+}
 
 /// A unicast route as plugins see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +63,9 @@ pub struct Route {
     /// Routing table; 0 means main.
     pub table: u32,
     pub metric: u32,
-    /// `rtm_scope`: 0 universe, 253 link, 254 host.
-    pub scope: u8,
+    pub scope: Scope,
+    /// Made by the kernel for an address (`proto kernel`), not by a plugin.
+    pub kernel: bool,
 }
 
 impl Route {
@@ -41,11 +78,13 @@ impl Route {
             src: None,
             table: 0,
             metric: 0,
-            scope: 0,
+            scope: Scope::Universe,
+            kernel: false,
         }
     }
 
-    fn table_id(&self) -> u32 {
+    /// The table this route lives in, main for 0.
+    pub fn table_id(&self) -> u32 {
         if self.table == 0 {
             TABLE_MAIN
         } else {
@@ -55,36 +94,36 @@ impl Route {
 }
 
 impl Netlink {
-    /// Adds `route`; an identical existing one is `EEXIST`.
+    /// Adds `route`; an identical existing one answers `already_exists()`.
     pub fn add_route(&mut self, route: &Route) -> Result<()> {
-        self.send_route(route, NLM_F_CREATE | NLM_F_EXCL, "add")
+        self.send_route(route, NLM_F_CREATE | NLM_F_EXCL, false)
     }
 
     /// Adds `route` next to any route to the same destination (upstream's
     /// `RouteAddEcmp`: a second gateway for one destination is accepted).
     pub fn append_route(&mut self, route: &Route) -> Result<()> {
-        self.send_route(route, NLM_F_CREATE | NLM_F_APPEND, "add")
+        self.send_route(route, NLM_F_CREATE | NLM_F_APPEND, false)
     }
 
+    /// Deletes `route`, whatever its origin (the kernel's connected routes too).
     pub fn del_route(&mut self, route: &Route) -> Result<()> {
-        self.send_route(route, 0, "delete")
+        self.send_route(route, 0, true)
     }
 
-    fn send_route(&mut self, route: &Route, flags: u16, verb: &str) -> Result<()> {
+    fn send_route(&mut self, route: &Route, flags: u16, delete: bool) -> Result<()> {
         let mut message = route_message(route);
-        if verb == "delete" {
-            // Match routes of any origin (the kernel's connected routes included).
-            message.header.protocol = RouteProtocol::Unspec;
-        }
         let op = format!(
-            "failed to {verb} route '{} via {}'",
+            "failed to {} route '{} via {}'",
+            if delete { "delete" } else { "add" },
             route.dst,
             route
                 .gw
                 .map(|g| g.to_string())
                 .unwrap_or_else(|| "<nil>".into())
         );
-        let message = if verb == "delete" {
+        let message = if delete {
+            // Match routes of any origin (the kernel's connected routes included).
+            message.header.protocol = RouteProtocol::Unspec;
             RouteNetlinkMessage::DelRoute(message)
         } else {
             RouteNetlinkMessage::NewRoute(message)
@@ -96,7 +135,7 @@ impl Netlink {
     /// `None` when there is no route or it has no interface.
     pub fn route_get(&mut self, dst: IpAddr) -> Result<Option<u32>> {
         let mut message = RouteMessage::default();
-        message.header.address_family = family(&dst);
+        message.header.address_family = Family::of(&dst).wire();
         message.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
         message
             .attributes
@@ -114,23 +153,20 @@ impl Netlink {
         Ok(replies.into_iter().find_map(route_from).and_then(|r| r.oif))
     }
 
-    /// The unicast routes of one family (`v6`) in every table.
-    pub fn routes(&mut self, v6: bool) -> Result<Vec<Route>> {
+    /// The unicast routes of one family in every table.
+    pub fn routes(&mut self, family: Family) -> Result<Vec<Route>> {
         let mut message = RouteMessage::default();
-        message.header.address_family = family(&if v6 {
-            IpAddr::from([0u16; 8])
-        } else {
-            IpAddr::from([0u8; 4])
-        });
+        message.header.address_family = family.wire();
         let replies = self.dump(RouteNetlinkMessage::GetRoute(message), "list routes")?;
         Ok(replies.into_iter().filter_map(route_from).collect())
     }
 }
 
-fn route_message(route: &Route) -> RouteMessage {
+/// The message for `route` (requests, and the fake kernel's reports).
+pub(crate) fn route_message(route: &Route) -> RouteMessage {
     let mut message = RouteMessage::default();
     let header = &mut message.header;
-    header.address_family = family(&route.dst.addr());
+    header.address_family = Family::of(&route.dst.addr()).wire();
     header.destination_prefix_length = route.dst.prefix_len();
     let table = route.table_id();
     header.table = if table < 256 {
@@ -138,14 +174,13 @@ fn route_message(route: &Route) -> RouteMessage {
     } else {
         RouteHeader::RT_TABLE_UNSPEC
     };
-    header.protocol = RouteProtocol::Boot;
-    header.kind = RouteType::Unicast;
-    header.scope = match route.scope {
-        253 => RouteScope::Link,
-        254 => RouteScope::Host,
-        0 => RouteScope::Universe,
-        n => RouteScope::Other(n),
+    header.protocol = if route.kernel {
+        RouteProtocol::Kernel
+    } else {
+        RouteProtocol::Boot
     };
+    header.kind = RouteType::Unicast;
+    header.scope = RouteScope::from(route.scope.number());
     let attributes = &mut message.attributes;
     attributes.push(RouteAttribute::Table(table));
     attributes.push(RouteAttribute::Destination(RouteAddress::from(
@@ -166,11 +201,18 @@ fn route_message(route: &Route) -> RouteMessage {
     message
 }
 
-fn route_from(message: RouteNetlinkMessage) -> Option<Route> {
-    let RouteNetlinkMessage::NewRoute(message) = message else {
-        return None;
-    };
-    if message.header.kind != RouteType::Unicast {
+pub(crate) fn route_from(message: RouteNetlinkMessage) -> Option<Route> {
+    match message {
+        RouteNetlinkMessage::NewRoute(message) | RouteNetlinkMessage::DelRoute(message) => {
+            route_from_message(&message)
+        }
+        _ => None,
+    }
+}
+
+/// Reads a route message; `None` for other than unicast routes.
+pub(crate) fn route_from_message(message: &RouteMessage) -> Option<Route> {
+    if !matches!(message.header.kind, RouteType::Unicast | RouteType::Unspec) {
         return None;
     }
     let ip = |a: &RouteAddress| match a {
@@ -178,28 +220,24 @@ fn route_from(message: RouteNetlinkMessage) -> Option<Route> {
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     };
-    let v6 = message.header.address_family == family(&IpAddr::from([0u16; 8]));
-    let mut dst = None;
+    let unspecified = match Family::from_wire(message.header.address_family)? {
+        Family::V4 => IpAddr::from([0u8; 4]),
+        Family::V6 => IpAddr::from([0u16; 8]),
+    };
+    let mut dst = unspecified;
     let mut route = Route {
-        dst: IpNet::new(
-            if v6 {
-                IpAddr::from([0u16; 8])
-            } else {
-                IpAddr::from([0u8; 4])
-            },
-            0,
-        )
-        .ok()?,
+        dst: IpNet::new(unspecified, 0).ok()?,
         gw: None,
         oif: None,
         src: None,
         table: u32::from(message.header.table),
         metric: 0,
-        scope: u8::from(message.header.scope),
+        scope: Scope::from_number(u8::from(message.header.scope)),
+        kernel: message.header.protocol == RouteProtocol::Kernel,
     };
     for attribute in &message.attributes {
         match attribute {
-            RouteAttribute::Destination(a) => dst = ip(a),
+            RouteAttribute::Destination(a) => dst = ip(a).unwrap_or(dst),
             RouteAttribute::Gateway(a) => route.gw = ip(a),
             RouteAttribute::PrefSource(a) => route.src = ip(a),
             RouteAttribute::Oif(index) => route.oif = Some(*index),
@@ -208,8 +246,24 @@ fn route_from(message: RouteNetlinkMessage) -> Option<Route> {
             _ => {}
         }
     }
-    if let Some(dst) = dst {
-        route.dst = IpNet::new(dst, message.header.destination_prefix_length).ok()?;
-    }
+    route.dst = IpNet::new(dst, message.header.destination_prefix_length).ok()?;
     Some(route)
+}
+
+/// Whether a delete request names this route: every field it gives must match
+/// (the kernel's `fib_table_delete` rules, for the fake).
+pub(crate) fn delete_matches(request: &RouteMessage, route: &Route) -> bool {
+    let Some(wanted) = route_from_message(request) else {
+        return false;
+    };
+    // IPv4 matches the scope exactly unless the request says "nowhere" (as `ip route
+    // del` does); IPv6 routes have no scopes to match.
+    let scope_matches = request.header.scope == RouteScope::NoWhere
+        || route.dst.addr().is_ipv6()
+        || wanted.scope == route.scope;
+    wanted.dst == route.dst
+        && wanted.table_id() == route.table_id()
+        && wanted.gw.is_none_or(|gw| Some(gw) == route.gw)
+        && wanted.oif.is_none_or(|oif| Some(oif) == route.oif)
+        && scope_matches
 }

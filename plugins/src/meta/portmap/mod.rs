@@ -12,19 +12,20 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use cni_net::netfilter::portmap::{self as rules, Mapping, PortMap, Snat};
+mod rules;
+
 use cni_net::netfilter::{Backend, iptables_usable, nft_usable};
-use cni_net::{Netlink, conntrack, sysctl};
-use cni_skel::{CmdArgs, Plugin};
-use cni_types::Error;
+use cni_net::{Kernel, conntrack};
+use cni_skel::{CmdArgs, Context, Plugin, Request};
 use cni_types::config::GcAttachment;
 use cni_types::net::IpNet;
-use cni_types::result::{Result as CniResult, parse_prev_result, v100};
+use cni_types::result::{Result as CniResult, v100};
+use cni_types::{Context as _, Error};
 use serde::Deserialize;
-use serde_json::Value;
 
-use crate::main::common::Rollback;
-use crate::net_error;
+use crate::pkg::Rollback;
+pub use rules::dnat_chain;
+use rules::{Mapping, PortMap, Snat};
 
 /// Kubernetes uses bits 14 and 15, Calico 20-31.
 const DEFAULT_MARK_BIT: i64 = 13;
@@ -34,12 +35,11 @@ const DEFAULT_MARK_BIT: i64 = 13;
 /// container ID, as upstream's do).
 const DEFAULT_DATA_DIR: &str = "/var/lib/cni/portmap";
 
+/// portmap's own keys (the common ones, prevResult and the GC's valid attachments
+/// among them, are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct RawConf {
-    name: String,
-    #[serde(rename = "cniVersion")]
-    cni_version: String,
+pub struct RawConf {
     backend: Option<String>,
     snat: Option<bool>,
     #[serde(rename = "conditionsV4")]
@@ -54,12 +54,8 @@ struct RawConf {
     external_set_mark_chain: Option<String>,
     #[serde(rename = "runtimeConfig")]
     runtime_config: RuntimeConfig,
-    #[serde(rename = "prevResult")]
-    prev_result: Option<Value>,
     #[serde(rename = "dataDir")]
     data_dir: String,
-    #[serde(rename = "cni.dev/valid-attachments")]
-    valid_attachments: Option<Vec<GcAttachment>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,16 +92,15 @@ struct Conf {
 }
 
 impl Conf {
-    /// Decodes and validates, in upstream's order so the first error is the same.
-    fn load(args: &CmdArgs) -> Result<Conf, Error> {
-        let mut raw: RawConf = args.config()?;
-        let prev = match raw.prev_result.take() {
-            Some(prev) => Some(
-                parse_prev_result(&raw.cni_version, prev)
-                    .and_then(|r: CniResult| r.to_current().map_err(|e| e.to_string()))
-                    .map_err(|e| Error::internal(format!("could not parse prevResult: {e}")))?,
-            ),
-            None => None,
+    /// Validates, in upstream's order so the first error is the same. A prevResult
+    /// that cannot be read is an error, except for DEL (`lenient`), which finds the
+    /// rules by container ID without it.
+    fn load(req: &Request<RawConf>, lenient: bool) -> Result<Conf, Error> {
+        let raw = &req.plugin;
+        let prev = match req.prev_result() {
+            Ok(prev) => prev,
+            Err(_) if lenient => None,
+            Err(e) => return Err(e).context("could not parse prevResult"),
         };
         if raw.mark_masq_bit.is_some() && raw.external_set_mark_chain.is_some() {
             return Err(Error::internal(
@@ -116,8 +111,11 @@ impl Conf {
         if !(0..=31).contains(&bit) {
             return Err(Error::internal("MasqMarkBit must be between 0 and 31"));
         }
-        let backend = backend(&raw)?;
-        let snat = match (raw.snat.unwrap_or(true), raw.external_set_mark_chain) {
+        let backend = backend(raw)?;
+        let snat = match (
+            raw.snat.unwrap_or(true),
+            raw.external_set_mark_chain.clone(),
+        ) {
             (false, _) => Snat::Off,
             (true, Some(chain)) => Snat::External(chain),
             (true, None) => Snat::MarkBit(bit as u8),
@@ -129,12 +127,12 @@ impl Conf {
             .map(mapping)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Conf {
-            name: raw.name,
+            name: req.network().to_string(),
             backend,
             snat,
             masq_all: raw.masq_all,
-            conditions_v4: raw.conditions_v4.unwrap_or_default(),
-            conditions_v6: raw.conditions_v6.unwrap_or_default(),
+            conditions_v4: raw.conditions_v4.clone().unwrap_or_default(),
+            conditions_v6: raw.conditions_v6.clone().unwrap_or_default(),
             mappings,
             prev,
             data_dir: PathBuf::from(if raw.data_dir.is_empty() {
@@ -142,7 +140,7 @@ impl Conf {
             } else {
                 &raw.data_dir
             }),
-            valid_attachments: raw.valid_attachments.unwrap_or_default(),
+            valid_attachments: req.conf.valid_attachments.clone().unwrap_or_default(),
         })
     }
 
@@ -277,12 +275,14 @@ fn parse_failure(e: Error) -> Error {
 pub struct Portmap;
 
 impl Plugin for Portmap {
+    type Conf = RawConf;
+
     fn name(&self) -> &str {
         "portmap"
     }
 
-    fn add(&self, args: &CmdArgs) -> Result<CniResult, Error> {
-        let conf = Conf::load(args).map_err(parse_failure)?;
+    fn add(&self, args: &Request<RawConf>, cx: &Context) -> Result<CniResult, Error> {
+        let conf = Conf::load(args, false).map_err(parse_failure)?;
         let prev = conf
             .prev
             .clone()
@@ -295,8 +295,9 @@ impl Plugin for Portmap {
         if ips.is_empty() {
             return Ok(CniResult::V100(prev));
         }
+        cx.kernel.require_firewall()?;
         let portmap = conf.portmap(args);
-        rules::setup(conf.backend, &portmap, &ips).map_err(net_error)?;
+        rules::setup(conf.backend, &portmap, &ips)?;
         let families: Vec<bool> = ips.iter().map(|ip| ip.addr().is_ipv6()).collect();
         let mut rollback = Rollback::default();
         rollback.push(|| {
@@ -309,8 +310,8 @@ impl Plugin for Portmap {
         if conf.snat != Snat::Off
             && let Some(v4) = ips.iter().find(|ip| ip.addr().is_ipv4())
         {
-            enable_localnet_routing(v4.addr())
-                .map_err(|e| Error::internal(format!("unable to enable route_localnet: {e}")))?;
+            enable_localnet_routing(cx.kernel, v4.addr())
+                .context("unable to enable route_localnet")?;
         }
         if conf.backend == Backend::Nftables {
             record(&conf.state_file(&args.container_id), &args.ifname)?;
@@ -319,8 +320,9 @@ impl Plugin for Portmap {
         Ok(CniResult::V100(prev))
     }
 
-    fn del(&self, args: &CmdArgs) -> Result<(), Error> {
-        let conf = Conf::load(args).map_err(parse_failure)?;
+    fn del(&self, args: &Request<RawConf>, cx: &Context) -> Result<(), Error> {
+        let conf = Conf::load(args, true).map_err(parse_failure)?;
+        cx.kernel.require_firewall()?;
         // The families prevResult names, or both: the rules are found by container
         // ID, so DEL works without mappings or prevResult (upstream then does nothing).
         let mut families: Vec<bool> = conf
@@ -336,16 +338,15 @@ impl Plugin for Portmap {
         if families.is_empty() {
             families = vec![false, true];
         }
-        rules::teardown(conf.backend, &conf.name, &[&args.container_id], &families)
-            .map_err(net_error)?;
+        rules::teardown(conf.backend, &conf.name, &[&args.container_id], &families)?;
         if conf.backend == Backend::Nftables {
             forget(&conf.state_file(&args.container_id))?;
         }
         Ok(())
     }
 
-    fn check(&self, args: &CmdArgs) -> Result<(), Error> {
-        let conf = Conf::load(args)?;
+    fn check(&self, args: &Request<RawConf>, cx: &Context) -> Result<(), Error> {
+        let conf = Conf::load(args, false)?;
         let prev = conf
             .prev
             .as_ref()
@@ -354,14 +355,16 @@ impl Plugin for Portmap {
             return Ok(());
         }
         let ips = container_ips(prev, &args.ifname);
-        rules::check(conf.backend, &conf.portmap(args), &ips).map_err(net_error)
+        cx.kernel.require_firewall()?;
+        Ok(rules::check(conf.backend, &conf.portmap(args), &ips)?)
     }
 
     /// Removes the forwarding of this network's containers that are not in
     /// `cni.dev/valid-attachments`, in both backends: iptables rules name their
     /// network and container in comments; nft ones are known from the state files.
-    fn gc(&self, args: &CmdArgs) -> Result<(), Error> {
-        let conf = Conf::load(args)?;
+    fn gc(&self, args: &Request<RawConf>, cx: &Context) -> Result<(), Error> {
+        let conf = Conf::load(args, false)?;
+        cx.kernel.require_firewall()?;
         let valid: BTreeSet<&str> = conf
             .valid_attachments
             .iter()
@@ -421,15 +424,19 @@ fn clear_udp_conntrack(mappings: &[Mapping], v6: bool) {
 /// Lets 127.0.0.1 cross into the container: `route_localnet` on the host interface
 /// that routes to it. The slash form of the sysctl keeps dotted interface names
 /// (VLANs) working (upstream #230).
-fn enable_localnet_routing(container: IpAddr) -> Result<(), cni_net::NetError> {
-    let mut netlink = Netlink::open()?;
+fn enable_localnet_routing(kernel: &Kernel, container: IpAddr) -> cni_net::Result<()> {
+    let mut netlink = kernel.host()?;
     let Ok(Some(index)) = netlink.route_get(container) else {
         return Ok(());
     };
     let Some(link) = netlink.link_by_index(index)? else {
         return Ok(());
     };
-    sysctl::ensure(&format!("net/ipv4/conf/{}/route_localnet", link.name), "1")
+    kernel.sysctl_ensure(
+        None,
+        &format!("net/ipv4/conf/{}/route_localnet", link.name),
+        "1",
+    )
 }
 
 fn record(path: &Path, ifname: &str) -> Result<(), Error> {

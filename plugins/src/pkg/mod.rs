@@ -1,26 +1,15 @@
-//! What the interface-creating plugins share: IPAM delegation with rollback, the
-//! container MAC from args, and the CHECK of addresses and routes.
+//! What plugins share (upstream's `pkg/`): IPAM delegation, rollback of a failed
+//! ADD, the container link helpers and the CHECK of addresses and routes, and the
+//! masquerade glue of bridge and ptp.
 
 use cni_net::iface::global_addresses;
 use cni_net::netfilter::{Backend, masq};
-use cni_net::{ENODEV, Link, NetError, NetNs, Netlink};
-use cni_skel::invoke::{delegate_add, delegate_verb};
-use cni_skel::{CmdArgs, Command};
-use cni_types::Error;
+use cni_net::{Family, Kernel, Link, LinkKind, Netlink};
+use cni_skel::{CmdArgs, Command, Context, Request};
 use cni_types::net::IpNet;
-use cni_types::result::{Result as CniResult, parse_prev_result, v100};
+use cni_types::result::v100;
+use cni_types::{Context as _, Error};
 use serde::Deserialize;
-use serde_json::Value;
-
-use crate::net_error;
-
-/// The `ipam` object's type, when the config has one.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
-pub struct IpamType {
-    #[serde(rename = "type")]
-    pub plugin_type: String,
-}
 
 /// `args.cni.mac` and `runtimeConfig.mac`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -42,22 +31,29 @@ pub struct RuntimeMac {
 }
 
 /// The container MAC: `CNI_ARGS` `MAC=` < `args.cni.mac` < `runtimeConfig.mac`.
-pub fn container_mac(
-    cni_args: &str,
-    args: Option<&MacArgs>,
-    runtime: Option<&RuntimeMac>,
-) -> Result<Option<[u8; 6]>, Error> {
-    let env = cni_types::args::load(cni_args, &["MAC"]).map_err(Error::internal)?;
+pub fn container_mac<C>(req: &Request<C>) -> Result<Option<[u8; 6]>, Error> {
+    let env = cni_types::args::load(&req.args, &["MAC"]).map_err(Error::internal)?;
     let mut mac = env.get("MAC").cloned().unwrap_or_default();
-    if let Some(m) = args
-        .and_then(|a| a.cni.as_ref())
-        .map(|c| &c.mac)
+    if let Some(m) = req
+        .conf
+        .args
+        .as_ref()
+        .and_then(|v| cni_types::gojson::from_value::<MacArgs>(v.clone()).ok())
+        .and_then(|a| a.cni)
+        .map(|c| c.mac)
         .filter(|m| !m.is_empty())
     {
-        mac = m.clone();
+        mac = m;
     }
-    if let Some(m) = runtime.map(|r| &r.mac).filter(|m| !m.is_empty()) {
-        mac = m.clone();
+    if let Some(m) = req
+        .conf
+        .runtime_config
+        .as_ref()
+        .and_then(|v| cni_types::gojson::from_value::<RuntimeMac>(v.clone()).ok())
+        .map(|r| r.mac)
+        .filter(|m| !m.is_empty())
+    {
+        mac = m;
     }
     if mac.is_empty() {
         return Ok(None);
@@ -67,15 +63,21 @@ pub fn container_mac(
         .map_err(|e| Error::internal(format!("invalid MAC address {mac:?}: {e}")))
 }
 
-/// IPAM ADD through the delegate, as a current-version result.
-pub fn ipam_add(plugin_type: &str, args: &CmdArgs) -> Result<v100::Result, Error> {
-    delegate_add(plugin_type, args)?
+/// IPAM ADD through the caller's delegate, as a current-version result.
+pub fn ipam_add(cx: &Context, plugin_type: &str, args: &CmdArgs) -> Result<v100::Result, Error> {
+    cx.delegate
+        .add(plugin_type, args)?
         .to_current()
         .map_err(|e| Error::internal(e.to_string()))
 }
 
-pub fn ipam_verb(plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error> {
-    delegate_verb(plugin_type, command, args)
+pub fn ipam_verb(
+    cx: &Context,
+    plugin_type: &str,
+    command: Command,
+    args: &CmdArgs,
+) -> Result<(), Error> {
+    cx.delegate.verb(plugin_type, command, args)
 }
 
 /// Undo work of a failing ADD: each registered step runs, in reverse order, when
@@ -104,14 +106,6 @@ impl Drop for Rollback<'_> {
     }
 }
 
-/// prevResult in the current version, for CHECK.
-pub fn prev_result(cni_version: &str, prev: Option<Value>) -> Result<v100::Result, Error> {
-    let prev = prev.ok_or_else(|| Error::internal("Required prevResult missing"))?;
-    parse_prev_result(cni_version, prev)
-        .and_then(|r: CniResult| r.to_current().map_err(|e| e.to_string()))
-        .map_err(Error::internal)
-}
-
 /// CHECK of the container side (upstream `ip.ValidateExpectedInterfaceIPs` and
 /// `ValidateExpectedRoute`): every prevResult address of `link` is on it, and every
 /// prevResult route exists.
@@ -120,7 +114,7 @@ pub fn check_addresses_and_routes(
     link: &Link,
     result: &v100::Result,
 ) -> Result<(), Error> {
-    let present = netlink.addresses(link.index).map_err(net_error)?;
+    let present = netlink.addresses(link.index)?;
     for ip in &result.ips {
         let ours = ip
             .interface
@@ -134,8 +128,8 @@ pub fn check_addresses_and_routes(
             )));
         }
     }
-    let mut routes = netlink.routes(false).map_err(net_error)?;
-    routes.extend(netlink.routes(true).map_err(net_error)?);
+    let mut routes = netlink.routes(Family::V4)?;
+    routes.extend(netlink.routes(Family::V6)?);
     for route in &result.routes {
         let found = routes
             .iter()
@@ -175,20 +169,20 @@ pub struct ContainerLink {
 impl ContainerLink {
     /// DEL: `CNI_IFNAME` in the container. No `CNI_NETNS`, a netns that is gone and a
     /// missing link are all "already done" (`None`).
-    pub fn find(args: &CmdArgs) -> Result<Option<ContainerLink>, Error> {
+    pub fn find(kernel: &Kernel, args: &CmdArgs) -> Result<Option<ContainerLink>, Error> {
         if args.netns.is_empty() {
             return Ok(None);
         }
-        let netns = match NetNs::open(&args.netns) {
+        let netns = match kernel.open_netns(&args.netns) {
             Ok(netns) => netns,
-            Err(NetError::NetnsNotFound(_)) => return Ok(None),
-            Err(e) => return Err(net_error(e)),
+            Err(e) if e.already_gone() => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
-        let mut netlink = Netlink::open_in(&netns).map_err(net_error)?;
-        let Some(link) = netlink.link_by_name(&args.ifname).map_err(net_error)? else {
+        let mut netlink = kernel.netlink(&netns)?;
+        let Some(link) = netlink.link_by_name(&args.ifname)? else {
             return Ok(None);
         };
-        let addresses = global_addresses(&mut netlink, link.index).map_err(net_error)?;
+        let addresses = global_addresses(&mut netlink, link.index)?;
         Ok(Some(ContainerLink {
             netlink,
             index: link.index,
@@ -199,7 +193,7 @@ impl ContainerLink {
     /// Deletes it (and with a veth, its peer); gone meanwhile is done too.
     pub fn delete(mut self) -> Result<(), Error> {
         match self.netlink.delete_link(self.index) {
-            Err(e) if e.errno() != Some(ENODEV) => Err(net_error(e)),
+            Err(e) if !e.already_gone() => Err(e.into()),
             _ => Ok(()),
         }
     }
@@ -232,25 +226,26 @@ pub fn del_beside_masq(
 
 /// CHECK of the container end: prevResult names it in this netns, and the kernel has
 /// it as a veth with that MAC. Returns a socket in the container netns and the link.
-pub fn check_container_veth(args: &CmdArgs, prev: &v100::Result) -> Result<(Netlink, Link), Error> {
+pub fn check_container_veth(
+    kernel: &Kernel,
+    args: &CmdArgs,
+    prev: &v100::Result,
+) -> Result<(Netlink, Link), Error> {
     let iface = find_container_iface(prev, &args.ifname, &args.netns).ok_or_else(|| {
         Error::internal(format!(
             "Sandbox {} does not have interface {}",
             args.netns, args.ifname
         ))
     })?;
-    let netns = NetNs::open(&args.netns).map_err(net_error)?;
-    let mut container = Netlink::open_in(&netns).map_err(net_error)?;
-    let link = container
-        .link_by_name(&args.ifname)
-        .map_err(net_error)?
-        .ok_or_else(|| {
-            Error::internal(format!(
-                "Container Interface name in prevResult: {} not found",
-                args.ifname
-            ))
-        })?;
-    if link.kind != "veth" {
+    let netns = kernel.open_netns(&args.netns)?;
+    let mut container = kernel.netlink(&netns)?;
+    let link = container.link_by_name(&args.ifname)?.ok_or_else(|| {
+        Error::internal(format!(
+            "Container Interface name in prevResult: {} not found",
+            args.ifname
+        ))
+    })?;
+    if link.kind != LinkKind::Veth {
         return Err(Error::internal(format!(
             "Error: Container interface: {} not of type veth",
             link.name
@@ -288,18 +283,20 @@ pub fn masq_owner<'a>(network: &'a str, args: &'a CmdArgs) -> masq::Owner<'a> {
 /// firewall process the plugin started at its beginning (`masq::Pending::start`);
 /// undone by `rollback` if the ADD fails later.
 pub fn setup_masq<'a>(
+    kernel: &Kernel,
     pending: masq::Pending,
     result: &v100::Result,
     owner: masq::Owner<'a>,
     rollback: &mut Rollback<'a>,
 ) -> Result<(), Error> {
     let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
+    kernel.require_firewall()?;
     rollback.push(move || {
         let _ = masq::teardown(&[], &owner);
     });
     pending
         .finish(&ips, &owner)
-        .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))
+        .context("failed to set up IP masquerade")
 }
 
 /// The ipMasq teardown of a DEL, to run beside the link deletion
@@ -307,22 +304,18 @@ pub fn setup_masq<'a>(
 /// (plugins#810) they go also when the link or netns is already gone; the link's
 /// addresses, else prevResult's, only narrow the families to look at (and let the
 /// common case skip reading the table).
-pub fn teardown_masq<'a>(
+pub fn teardown_masq<'a, C>(
+    kernel: &Kernel,
     link: Option<&ContainerLink>,
-    network: &'a str,
-    cni_version: &'a str,
-    prev: Option<&'a Value>,
-    args: &'a CmdArgs,
-) -> impl FnOnce() -> Result<(), Error> + Send + 'a {
+    req: &'a Request<C>,
+) -> Result<impl FnOnce() -> Result<(), Error> + Send + 'a, Error> {
+    kernel.require_firewall()?;
     let mut addresses = link.map(|l| l.addresses.clone()).unwrap_or_default();
-    let owner = masq_owner(network, args);
-    move || {
-        if addresses.is_empty()
-            && let Ok(prev) = prev_result(cni_version, prev.cloned())
-        {
-            addresses = prev.ips.iter().map(|ip| ip.address).collect();
-        }
-        masq::teardown(&addresses, &owner)
-            .map_err(|e| Error::internal(format!("failed to tear down IP masquerade: {e}")))
+    if addresses.is_empty()
+        && let Ok(Some(prev)) = req.prev_result()
+    {
+        addresses = prev.ips.iter().map(|ip| ip.address).collect();
     }
+    let owner = masq_owner(req.network(), &req.env);
+    Ok(move || masq::teardown(&addresses, &owner).context("failed to tear down IP masquerade"))
 }

@@ -22,11 +22,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use cni_types::net::IpNet;
 use serde_json::{Value, json};
 
-use super::{Backend, chain_name, iptables, iptables_usable, nft};
-use crate::{NetError, Result};
+use cni_net::netfilter::{Backend, chain_name, iptables, iptables_usable, nft};
+use cni_net::{NetError, Result};
 
 /// The shared chains; upgrades depend on these names never changing.
 pub const DNAT_CHAIN: &str = "CNI-HOSTPORT-DNAT";

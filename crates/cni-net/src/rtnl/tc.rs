@@ -1,0 +1,336 @@
+//! Traffic control: the qdiscs and the redirect filter the bandwidth plugin uses
+//! (upstream: a root `tbf` on the host veth; an `ingress` qdisc on it whose filter
+//! redirects every packet to an ifb, which has a root `tbf` of its own).
+//!
+//! `netlink-packet-route` has no tbf, so its options are packed here by hand
+//! (`struct tc_tbf_qopt` in the kernel's `pkt_sched.h`).
+
+use netlink_packet_core::{DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, Nla};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::{
+    TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption,
+    TcActionType, TcAttribute, TcFilterMatchAllOption, TcHandle, TcMessage, TcMirror,
+    TcMirrorActionType, TcOption,
+};
+
+use crate::{NetError, Netlink, Result};
+
+/// A handle as `tc` writes it, `major:minor` (the root of a device is `ffff:ffff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Handle {
+    pub major: u16,
+    pub minor: u16,
+}
+
+impl Handle {
+    pub const ROOT: Handle = Handle {
+        major: 0xffff,
+        minor: 0xffff,
+    };
+    /// The ingress (and clsact) qdisc's parent, `ffff:fff1`.
+    pub const INGRESS: Handle = Handle {
+        major: 0xffff,
+        minor: 0xfff1,
+    };
+
+    pub const fn new(major: u16, minor: u16) -> Handle {
+        Handle { major, minor }
+    }
+
+    fn wire(self) -> TcHandle {
+        TcHandle {
+            major: self.major,
+            minor: self.minor,
+        }
+    }
+
+    fn from_wire(h: TcHandle) -> Handle {
+        Handle::new(h.major, h.minor)
+    }
+}
+
+/// Token bucket parameters, in the kernel's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tbf {
+    /// Bytes per second.
+    pub rate: u64,
+    /// Bytes that may queue (`limit`).
+    pub limit: u32,
+    /// The bucket, in scheduler ticks (`buffer`; `tc` converts a burst in bytes
+    /// with `/proc/net/psched`).
+    pub buffer: u32,
+}
+
+/// The qdisc kinds plugins use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QdiscKind {
+    Ingress,
+    Clsact,
+    Tbf(Tbf),
+    Other(String),
+}
+
+/// A qdisc on a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qdisc {
+    pub index: u32,
+    pub handle: Handle,
+    pub parent: Handle,
+    pub kind: QdiscKind,
+}
+
+/// A filter that sends every packet of `parent` on link `index` out of link `to`
+/// (`tc filter add dev X parent ffff: matchall action mirred egress redirect dev Y`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub index: u32,
+    pub parent: Handle,
+    pub to: u32,
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+const TCA_TBF_PARMS: u16 = 1;
+const TCA_TBF_RATE64: u16 = 4;
+
+impl Netlink {
+    /// Adds `qdisc`; one already at that parent answers `already_exists()`.
+    pub fn add_qdisc(&mut self, qdisc: &Qdisc) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewQueueDiscipline(qdisc_message(qdisc)?),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!(
+                "failed to add {:?} qdisc on link {}",
+                qdisc.kind, qdisc.index
+            ),
+        )
+        .map(drop)
+    }
+
+    /// Deletes the qdisc at `parent` of link `index`, with its filters.
+    pub fn del_qdisc(&mut self, index: u32, parent: Handle) -> Result<()> {
+        let mut message = TcMessage::default();
+        message.header.index = index as i32;
+        message.header.parent = parent.wire();
+        self.request(
+            RouteNetlinkMessage::DelQueueDiscipline(message),
+            NLM_F_ACK,
+            &format!("failed to delete qdisc {parent:?} of link {index}"),
+        )
+        .map(drop)
+    }
+
+    /// The qdiscs of link `index`.
+    pub fn qdiscs(&mut self, index: u32) -> Result<Vec<Qdisc>> {
+        let mut message = TcMessage::default();
+        message.header.index = index as i32;
+        let replies = self.dump(
+            RouteNetlinkMessage::GetQueueDiscipline(message),
+            "list qdiscs",
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewQueueDiscipline(m) => qdisc_from_message(&m),
+                _ => None,
+            })
+            .filter(|q| q.index == index)
+            .collect())
+    }
+
+    /// Adds a [`Redirect`] filter.
+    pub fn add_redirect(&mut self, redirect: &Redirect) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewTrafficFilter(redirect_message(redirect)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!(
+                "failed to add a redirect from link {} to link {}",
+                redirect.index, redirect.to
+            ),
+        )
+        .map(drop)
+    }
+}
+
+pub(crate) fn qdisc_message(qdisc: &Qdisc) -> Result<TcMessage> {
+    let mut message = TcMessage::default();
+    message.header.index = i32::try_from(qdisc.index)
+        .map_err(|_| NetError::Invalid(format!("link index {}", qdisc.index)))?;
+    message.header.handle = qdisc.handle.wire();
+    message.header.parent = qdisc.parent.wire();
+    let (kind, options) = match &qdisc.kind {
+        QdiscKind::Ingress => ("ingress", vec![]),
+        QdiscKind::Clsact => ("clsact", vec![]),
+        QdiscKind::Tbf(tbf) => ("tbf", tbf_options(tbf)),
+        QdiscKind::Other(kind) => (kind.as_str(), vec![]),
+    };
+    message.attributes.push(TcAttribute::Kind(kind.to_string()));
+    if !options.is_empty() {
+        message.attributes.push(TcAttribute::Options(options));
+    }
+    Ok(message)
+}
+
+/// `TCA_TBF_PARMS` (`struct tc_tbf_qopt`: rate and peak `tc_ratespec`, limit, buffer,
+/// mtu) and `TCA_TBF_RATE64` when the rate does not fit 32 bits.
+fn tbf_options(tbf: &Tbf) -> Vec<TcOption> {
+    let mut parms = Vec::with_capacity(36);
+    // tc_ratespec: cell_log, linklayer (1 = ethernet), overhead, cell_align, mpu, rate.
+    parms.extend_from_slice(&[0, 1]);
+    parms.extend_from_slice(&0u16.to_ne_bytes());
+    parms.extend_from_slice(&(-1i16).to_ne_bytes());
+    parms.extend_from_slice(&0u16.to_ne_bytes());
+    parms.extend_from_slice(&(u32::try_from(tbf.rate).unwrap_or(u32::MAX)).to_ne_bytes());
+    parms.extend_from_slice(&[0u8; 12]); // no peak rate
+    parms.extend_from_slice(&tbf.limit.to_ne_bytes());
+    parms.extend_from_slice(&tbf.buffer.to_ne_bytes());
+    parms.extend_from_slice(&0u32.to_ne_bytes()); // mtu
+    let mut options = vec![TcOption::Other(DefaultNla::new(TCA_TBF_PARMS, parms))];
+    if tbf.rate > u64::from(u32::MAX) {
+        options.push(TcOption::Other(DefaultNla::new(
+            TCA_TBF_RATE64,
+            tbf.rate.to_ne_bytes().to_vec(),
+        )));
+    }
+    options
+}
+
+/// Reads tbf's options. The netlink crate does not know tbf, so a parsed message
+/// holds the whole `TCA_OPTIONS` as one opaque attribute: its nested attributes are
+/// walked here (a message built here holds them one by one).
+fn tbf_from_options(options: &[TcOption]) -> Option<Tbf> {
+    const TCA_OPTIONS: u16 = 2;
+    let mut nested: Vec<(u16, Vec<u8>)> = Vec::new();
+    for option in options {
+        let TcOption::Other(nla) = option else {
+            continue;
+        };
+        let mut value = vec![0u8; nla.value_len()];
+        nla.emit_value(&mut value);
+        if nla.kind() == TCA_OPTIONS {
+            nested.extend(walk(&value));
+        } else {
+            nested.push((nla.kind(), value));
+        }
+    }
+    let mut tbf = None;
+    let mut rate64 = None;
+    for (kind, value) in nested {
+        match kind {
+            TCA_TBF_PARMS if value.len() >= 36 => {
+                let u32_at = |at: usize| {
+                    u32::from_ne_bytes([value[at], value[at + 1], value[at + 2], value[at + 3]])
+                };
+                tbf = Some(Tbf {
+                    rate: u64::from(u32_at(8)),
+                    limit: u32_at(24),
+                    buffer: u32_at(28),
+                });
+            }
+            TCA_TBF_RATE64 if value.len() >= 8 => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&value[..8]);
+                rate64 = Some(u64::from_ne_bytes(bytes));
+            }
+            _ => {}
+        }
+    }
+    tbf.map(|t| Tbf {
+        rate: rate64.unwrap_or(t.rate),
+        ..t
+    })
+}
+
+/// (type, value) of each attribute in `area`; stops at a malformed one.
+fn walk(area: &[u8]) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset + 4 <= area.len() {
+        let len = u16::from_ne_bytes([area[offset], area[offset + 1]]) as usize;
+        let kind = u16::from_ne_bytes([area[offset + 2], area[offset + 3]]) & 0x3fff;
+        if len < 4 || offset + len > area.len() {
+            break;
+        }
+        out.push((kind, area[offset + 4..offset + len].to_vec()));
+        offset += (len + 3) & !3;
+    }
+    out
+}
+
+pub(crate) fn qdisc_from_message(message: &TcMessage) -> Option<Qdisc> {
+    let mut kind = None;
+    let mut options: &[TcOption] = &[];
+    for attribute in &message.attributes {
+        match attribute {
+            TcAttribute::Kind(k) => kind = Some(k.as_str()),
+            TcAttribute::Options(o) => options = o,
+            _ => {}
+        }
+    }
+    let kind = match kind? {
+        "ingress" => QdiscKind::Ingress,
+        "clsact" => QdiscKind::Clsact,
+        "tbf" => QdiscKind::Tbf(tbf_from_options(options)?),
+        other => QdiscKind::Other(other.to_string()),
+    };
+    Some(Qdisc {
+        index: u32::try_from(message.header.index).ok()?,
+        handle: Handle::from_wire(message.header.handle),
+        parent: Handle::from_wire(message.header.parent),
+        kind,
+    })
+}
+
+fn redirect_message(redirect: &Redirect) -> TcMessage {
+    let mut message = TcMessage::default();
+    message.header.index = redirect.index as i32;
+    message.header.parent = redirect.parent.wire();
+    // tcm_info: priority in the upper 16 bits, protocol (network order) in the lower.
+    message.header.info = (1 << 16) | u32::from(ETH_P_ALL.to_be());
+    let mut generic = TcActionGeneric::default();
+    generic.action = TcActionType::Stolen;
+    let mut mirror = TcMirror::default();
+    mirror.generic = generic;
+    mirror.eaction = TcMirrorActionType::EgressRedir;
+    mirror.ifindex = redirect.to;
+    let mut action = TcAction::default();
+    action.tab = 1;
+    action.attributes = vec![
+        TcActionAttribute::Kind("mirred".into()),
+        TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+            mirror,
+        ))]),
+    ];
+    message
+        .attributes
+        .push(TcAttribute::Kind("matchall".into()));
+    message
+        .attributes
+        .push(TcAttribute::Options(vec![TcOption::MatchAll(
+            TcFilterMatchAllOption::Action(vec![action]),
+        )]));
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tbf_options_read_back() {
+        for rate in [125_000u64, 10_000_000_000] {
+            let tbf = Tbf {
+                rate,
+                limit: 5000,
+                buffer: 800,
+            };
+            let qdisc = Qdisc {
+                index: 3,
+                handle: Handle::new(1, 0),
+                parent: Handle::ROOT,
+                kind: QdiscKind::Tbf(tbf),
+            };
+            let message = qdisc_message(&qdisc).unwrap();
+            assert_eq!(qdisc_from_message(&message), Some(qdisc));
+        }
+    }
+}
