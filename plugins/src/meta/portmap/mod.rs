@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-mod rules;
+mod iptables;
+mod model;
+mod nftables;
 
 use cni_net::netfilter::{Backend, iptables_usable, nft_usable};
 use cni_net::{Kernel, conntrack};
@@ -24,8 +26,8 @@ use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
 use crate::pkg::Rollback;
-pub use rules::dnat_chain;
-use rules::{Mapping, PortMap, Snat};
+pub use model::dnat_chain;
+use model::{self as rules, Mapping, PortMap, Snat};
 
 /// Kubernetes uses bits 14 and 15, Calico 20-31.
 const DEFAULT_MARK_BIT: i64 = 13;
@@ -372,7 +374,7 @@ impl Plugin for Portmap {
             .collect();
         let mut errors = Vec::new();
         if (iptables_usable(false) || iptables_usable(true))
-            && let Err(e) = rules::iptables_gc(&conf.name, &|id| valid.contains(id))
+            && let Err(e) = iptables::gc(&conf.name, &|id| valid.contains(id))
         {
             errors.push(e.to_string());
         }

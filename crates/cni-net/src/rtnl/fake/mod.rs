@@ -11,6 +11,7 @@
 //! compare whole [`Snapshot`]s for leak checks.
 
 mod handle;
+mod links;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -217,7 +218,7 @@ impl FakeKernel {
             .map(|ns| ns.links.iter().map(|l| l.index).collect())
             .unwrap_or_default();
         for index in indexes {
-            handle::delete_link(&mut state, id, index);
+            links::delete_link(&mut state, id, index);
         }
         state.namespaces[id as usize] = None;
     }
@@ -282,7 +283,7 @@ impl FakeKernel {
             .map(|ns| {
                 ns.links
                     .iter()
-                    .map(|l| handle::reported(&state, id, l))
+                    .map(|l| links::reported(&state, id, l))
                     .collect()
             })
             .unwrap_or_default()
@@ -337,7 +338,7 @@ impl FakeKernel {
             let mut items: Vec<String> = ns
                 .links
                 .iter()
-                .map(|l| format!("{:?}", handle::reported(&state, id as u32, l)))
+                .map(|l| format!("{:?}", links::reported(&state, id as u32, l)))
                 .collect();
             items.extend(ns.addresses.iter().map(|a| format!("{a:?}")));
             items.extend(ns.routes.iter().map(|r| format!("{r:?}")));

@@ -3,14 +3,17 @@
 //! and bridge-port VLANs.
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
-    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, InfoVlan,
-    InfoVrf, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, State,
+    BridgeVlanInfoFlags, InfoKind, LinkAttribute, LinkMessage, State,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::{NetError, NetNs, Netlink, Result};
+
+mod message;
+
+use message::{bridge_vlan_message, change_message, create_message};
+pub(crate) use message::{link_from, link_from_message, link_message};
 
 /// Linux limits interface names to 15 bytes (IFNAMSIZ - 1).
 pub const MAX_NAME_LEN: usize = 15;
@@ -33,7 +36,7 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
-    fn from_wire(kind: &InfoKind) -> LinkKind {
+    pub(super) fn from_wire(kind: &InfoKind) -> LinkKind {
         match kind {
             InfoKind::Veth => LinkKind::Veth,
             InfoKind::Bridge => LinkKind::Bridge,
@@ -48,7 +51,7 @@ impl LinkKind {
         }
     }
 
-    fn wire(&self) -> Option<InfoKind> {
+    pub(super) fn wire(&self) -> Option<InfoKind> {
         Some(match self {
             LinkKind::Device => return None,
             LinkKind::Veth => InfoKind::Veth,
@@ -88,7 +91,7 @@ pub enum OperState {
 }
 
 impl OperState {
-    fn from_wire(state: State) -> OperState {
+    pub(super) fn from_wire(state: State) -> OperState {
         match state {
             State::NotPresent => OperState::NotPresent,
             State::Down => OperState::Down,
@@ -287,7 +290,7 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 /// At most 64 characters of a name, for messages about names that are too long.
-fn truncated(name: &str) -> String {
+pub(super) fn truncated(name: &str) -> String {
     let mut shown: String = name.chars().take(64).collect();
     if shown.len() < name.len() {
         shown.push_str("...");
@@ -468,285 +471,10 @@ impl Netlink {
     }
 }
 
-/// The RTM_NEWLINK message that creates `spec`. Pure: tested without a kernel.
-fn create_message(spec: &LinkSpec) -> Result<LinkMessage> {
-    check_name(spec.name)?;
-    let mut message = named(spec.name, spec.mtu);
-    if let Some(netns) = spec.netns {
-        message
-            .attributes
-            .push(LinkAttribute::NetNsFd(netns.netlink_fd()));
-    }
-    if let Some(mac) = spec.mac {
-        message
-            .attributes
-            .push(LinkAttribute::Address(mac.to_vec()));
-    }
-    if spec.up {
-        message.header.flags = LinkFlags::Up;
-        message.header.change_mask = LinkFlags::Up;
-    }
-    if let Some(master) = spec.master {
-        message.attributes.push(LinkAttribute::Controller(master));
-    }
-    if let Some(parent) = spec.parent {
-        message.attributes.push(LinkAttribute::Link(parent));
-    }
-    if let Some(txqlen) = spec.txqlen {
-        message.attributes.push(LinkAttribute::TxQueueLen(txqlen));
-    }
-    let data = match &spec.kind {
-        KindSpec::Veth {
-            peer,
-            peer_netns,
-            peer_mac,
-        } => {
-            check_name(peer)?;
-            let mut peer_message = named(peer, spec.mtu);
-            if let Some(netns) = peer_netns {
-                peer_message
-                    .attributes
-                    .push(LinkAttribute::NetNsFd(netns.netlink_fd()));
-            }
-            if let Some(mac) = peer_mac {
-                peer_message
-                    .attributes
-                    .push(LinkAttribute::Address(mac.to_vec()));
-            }
-            Some(InfoData::Veth(InfoVeth::Peer(peer_message)))
-        }
-        KindSpec::Bridge { vlan_filtering } => {
-            vlan_filtering.then(|| InfoData::Bridge(vec![InfoBridge::VlanFiltering(true)]))
-        }
-        KindSpec::Macvlan { mode, bcqueuelen } => {
-            let mut info = vec![InfoMacVlan::Mode(match mode {
-                MacvlanMode::Private => MacVlanMode::Private,
-                MacvlanMode::Vepa => MacVlanMode::Vepa,
-                MacvlanMode::Bridge => MacVlanMode::Bridge,
-                MacvlanMode::Passthru => MacVlanMode::Passthrough,
-                MacvlanMode::Source => MacVlanMode::Source,
-            })];
-            if let Some(len) = bcqueuelen {
-                info.push(InfoMacVlan::BcQueueLen(*len));
-            }
-            Some(InfoData::MacVlan(info))
-        }
-        KindSpec::Ipvlan { mode } => Some(InfoData::IpVlan(vec![InfoIpVlan::Mode(match mode {
-            IpvlanMode::L2 => IpVlanMode::L2,
-            IpvlanMode::L3 => IpVlanMode::L3,
-            IpvlanMode::L3s => IpVlanMode::L3S,
-        })])),
-        KindSpec::Vlan { id } => {
-            if *id > 4094 {
-                return Err(NetError::Invalid(format!("invalid VLAN ID {id}")));
-            }
-            Some(InfoData::Vlan(vec![InfoVlan::Id(*id)]))
-        }
-        KindSpec::Vrf { table } => Some(InfoData::Vrf(vec![InfoVrf::TableId(*table)])),
-        KindSpec::Dummy | KindSpec::Ifb => None,
-    };
-    let mut info = vec![LinkInfo::Kind(
-        spec.kind.kind().wire().unwrap_or(InfoKind::Dummy),
-    )];
-    info.extend(data.map(LinkInfo::Data));
-    message.attributes.push(LinkAttribute::LinkInfo(info));
-    Ok(message)
-}
-
-/// The message that applies `change` to link `index`. Pure: tested without a kernel.
-fn change_message(index: u32, change: &LinkChange) -> Result<LinkMessage> {
-    let mut message = LinkMessage::default();
-    message.header.index = index;
-    let flag = |on: Option<bool>, bit: LinkFlags, message: &mut LinkMessage| {
-        if let Some(on) = on {
-            message.header.change_mask |= bit;
-            if on {
-                message.header.flags |= bit;
-            }
-        }
-    };
-    flag(change.up, LinkFlags::Up, &mut message);
-    flag(change.promisc, LinkFlags::Promisc, &mut message);
-    flag(change.allmulti, LinkFlags::Allmulti, &mut message);
-    let attributes = &mut message.attributes;
-    if let Some(name) = change.name {
-        check_name(name)?;
-        attributes.push(LinkAttribute::IfName(name.to_string()));
-    }
-    if let Some(netns) = change.netns {
-        attributes.push(LinkAttribute::NetNsFd(netns.netlink_fd()));
-    }
-    if let Some(mtu) = change.mtu {
-        attributes.push(LinkAttribute::Mtu(mtu));
-    }
-    if let Some(mac) = change.mac {
-        attributes.push(LinkAttribute::Address(mac.to_vec()));
-    }
-    if let Some(txqlen) = change.txqlen {
-        attributes.push(LinkAttribute::TxQueueLen(txqlen));
-    }
-    if let Some(alias) = change.alias {
-        if alias.len() > 255 {
-            return Err(NetError::Invalid(format!(
-                "interface alias {:?} is longer than 255 bytes",
-                truncated(alias)
-            )));
-        }
-        attributes.push(LinkAttribute::IfAlias(alias.to_string()));
-    }
-    if let Some(master) = change.master {
-        attributes.push(LinkAttribute::Controller(master.unwrap_or(0)));
-    }
-    if let Some(port) = change.port {
-        attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![
-                InfoBridgePort::HairpinMode(port.hairpin),
-                InfoBridgePort::Isolated(port.isolated),
-            ])),
-        ]));
-    }
-    Ok(message)
-}
-
-/// A new link's message: its name, and its MTU unless 0 (the kernel default).
-fn named(name: &str, mtu: u32) -> LinkMessage {
-    let mut message = LinkMessage::default();
-    message
-        .attributes
-        .push(LinkAttribute::IfName(name.to_string()));
-    if mtu > 0 {
-        message.attributes.push(LinkAttribute::Mtu(mtu));
-    }
-    message
-}
-
-/// An `AF_BRIDGE` link message carrying one VLAN entry for the port's master.
-fn bridge_vlan_message(index: u32, vid: u16, flags: BridgeVlanInfoFlags) -> LinkMessage {
-    let mut message = LinkMessage::default();
-    message.header.interface_family = AddressFamily::Bridge;
-    message.header.index = index;
-    message.attributes.push(LinkAttribute::AfSpecBridge(vec![
-        AfSpecBridge::Flags(BridgeFlag::Controller),
-        AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid }),
-    ]));
-    message
-}
-
-/// A link from a kernel (or fake kernel) `RTM_NEWLINK` message.
-pub(crate) fn link_from(message: RouteNetlinkMessage) -> Option<Link> {
-    let RouteNetlinkMessage::NewLink(message) = message else {
-        return None;
-    };
-    Some(link_from_message(&message))
-}
-
-/// Reads a link message: what the kernel reports, or what a request asks for.
-pub(crate) fn link_from_message(message: &LinkMessage) -> Link {
-    let mut link = Link {
-        index: message.header.index,
-        name: String::new(),
-        kind: LinkKind::Device,
-        up: message.header.flags.contains(LinkFlags::Up),
-        oper_state: OperState::Unknown,
-        mac: String::new(),
-        mtu: 0,
-        master: None,
-        parent: None,
-        promisc: message.header.flags.contains(LinkFlags::Promisc),
-        allmulti: message.header.flags.contains(LinkFlags::Allmulti),
-        txqlen: 0,
-        alias: String::new(),
-        port: None,
-    };
-    for attribute in &message.attributes {
-        match attribute {
-            LinkAttribute::IfName(name) => link.name = name.clone(),
-            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
-            LinkAttribute::Address(bytes) => link.mac = format_mac(bytes),
-            LinkAttribute::Controller(index) => link.master = Some(*index).filter(|i| *i != 0),
-            LinkAttribute::Link(index) => link.parent = Some(*index),
-            LinkAttribute::OperState(state) => link.oper_state = OperState::from_wire(*state),
-            LinkAttribute::TxQueueLen(len) => link.txqlen = *len,
-            LinkAttribute::IfAlias(alias) => link.alias = alias.clone(),
-            LinkAttribute::LinkInfo(infos) => read_link_info(&mut link, infos),
-            _ => {}
-        }
-    }
-    link
-}
-
-fn read_link_info(link: &mut Link, infos: &[LinkInfo]) {
-    for info in infos {
-        match info {
-            LinkInfo::Kind(kind) => link.kind = LinkKind::from_wire(kind),
-            LinkInfo::PortData(InfoPortData::BridgePort(attributes)) => {
-                let mut port = BridgePort::default();
-                for attribute in attributes {
-                    match attribute {
-                        InfoBridgePort::HairpinMode(on) => port.hairpin = *on,
-                        InfoBridgePort::Isolated(on) => port.isolated = *on,
-                        _ => {}
-                    }
-                }
-                link.port = Some(port);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The `RTM_NEWLINK` message describing `link`, as the kernel reports one (the fake
-/// kernel's replies).
-pub(crate) fn link_message(link: &Link) -> LinkMessage {
-    let mut message = LinkMessage::default();
-    message.header.index = link.index;
-    if link.up {
-        message.header.flags |= LinkFlags::Up;
-    }
-    if link.promisc {
-        message.header.flags |= LinkFlags::Promisc;
-    }
-    if link.allmulti {
-        message.header.flags |= LinkFlags::Allmulti;
-    }
-    let attributes = &mut message.attributes;
-    attributes.push(LinkAttribute::IfName(link.name.clone()));
-    attributes.push(LinkAttribute::Mtu(link.mtu));
-    attributes.push(LinkAttribute::TxQueueLen(link.txqlen));
-    attributes.push(LinkAttribute::OperState(link.oper_state.wire()));
-    if let Ok(mac) = parse_mac(&link.mac) {
-        attributes.push(LinkAttribute::Address(mac.to_vec()));
-    }
-    if let Some(master) = link.master {
-        attributes.push(LinkAttribute::Controller(master));
-    }
-    if let Some(parent) = link.parent {
-        attributes.push(LinkAttribute::Link(parent));
-    }
-    if !link.alias.is_empty() {
-        attributes.push(LinkAttribute::IfAlias(link.alias.clone()));
-    }
-    let mut info = Vec::new();
-    if let Some(kind) = link.kind.wire() {
-        info.push(LinkInfo::Kind(kind));
-    }
-    if let Some(port) = link.port {
-        info.push(LinkInfo::PortKind(InfoPortKind::Bridge));
-        info.push(LinkInfo::PortData(InfoPortData::BridgePort(vec![
-            InfoBridgePort::HairpinMode(port.hairpin),
-            InfoBridgePort::Isolated(port.isolated),
-        ])));
-    }
-    if !info.is_empty() {
-        attributes.push(LinkAttribute::LinkInfo(info));
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_route::link::LinkFlags;
 
     #[test]
     fn macs_parse_as_go_does() {
