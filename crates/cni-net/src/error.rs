@@ -60,6 +60,9 @@ pub enum NetError {
     Other(String),
     #[error("{op}: malformed netlink reply: {detail}")]
     Decode { op: String, detail: String },
+    /// Every failure of a teardown that went on after the first (DEL is best effort).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<NetError>),
 }
 
 impl NetError {
@@ -108,6 +111,15 @@ impl NetError {
         matches!(self, NetError::Unsupported(_))
             || matches!(self.errno(), Some(errno::EOPNOTSUPP))
             || matches!(self, NetError::Kernel { message: Some(m), .. } if m.contains("Unknown device type"))
+    }
+
+    /// `Ok` for no errors, the error itself for one, [`NetError::Several`] for more.
+    pub fn collect(mut errors: Vec<NetError>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(NetError::Several(errors)),
+        }
     }
 
     /// Prefixes the error with what was being done, keeping its kind.

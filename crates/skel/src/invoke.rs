@@ -271,10 +271,29 @@ pub type PluginTable = fn(&str) -> Option<&'static dyn Dispatch>;
 pub struct Invoke {
     pub in_process: Option<PluginTable>,
     pub kernel: Kernel,
+    /// Run every delegate the table has in-process, without looking at `CNI_PATH`:
+    /// tests drive a plugin and its IPAM on the fake kernel so.
+    pub table_only: bool,
 }
 
 impl Invoke {
+    /// Delegates run from `table`, in-process on `kernel`, whatever `CNI_PATH` says.
+    pub fn table_only(table: PluginTable, kernel: Kernel) -> Invoke {
+        Invoke {
+            in_process: Some(table),
+            kernel,
+            table_only: true,
+        }
+    }
+
     fn run(&self, plugin_type: &str, command: Command, args: &CmdArgs) -> Result<Vec<u8>, Error> {
+        if self.table_only {
+            let plugin = self
+                .in_process
+                .and_then(|table| table(plugin_type))
+                .ok_or_else(|| Error::internal(format!("failed to find plugin {plugin_type:?}")))?;
+            return self.run_in_process(plugin, command, args);
+        }
         let binary = find_in_path(plugin_type, &args.paths()).map_err(Error::internal)?;
         if let Some(plugin) = self.in_process_plugin(&binary, plugin_type) {
             return self.run_in_process(plugin, command, args);

@@ -7,6 +7,9 @@
 //! It never touches the root network namespace: every plugin, command and check runs
 //! inside the sandbox's own namespaces.
 
+pub mod conformance;
+pub mod query;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -27,14 +30,25 @@ pub fn is_root() -> bool {
 }
 
 /// Skips a kernel test when it cannot run, saying why (`return`s from the test).
+/// Under `CI=true` a missing privilege is a failure: CI runs as root, and a suite
+/// that skips everything must not pass.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
+            assert!(
+                !$crate::in_ci(),
+                "this test needs root to create network namespaces, and CI=true"
+            );
             eprintln!("skipped: this test needs root to create network namespaces");
             return;
         }
     };
+}
+
+/// `true` when `CI=true` (as CI runs `.ci/run`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// A binary of this workspace (`rcni`, `cnitool`, the test doubles `cni-test-noop`
@@ -150,6 +164,8 @@ pub struct Sandbox {
     container_name: String,
     state: tempfile::TempDir,
     baseline: Snapshot,
+    /// Further namespaces made with [`Sandbox::extra_netns`], removed on drop.
+    extras: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl Sandbox {
@@ -181,6 +197,7 @@ impl Sandbox {
             container_name,
             state,
             baseline: Snapshot::default(),
+            extras: std::sync::Mutex::new(Vec::new()),
         };
         sandbox.baseline = sandbox.snapshot();
         sandbox
@@ -201,6 +218,20 @@ impl Sandbox {
 
     pub fn container_name(&self) -> &str {
         &self.container_name
+    }
+
+    /// Another container namespace (`...-x<n>`), removed with the sandbox; returns
+    /// its path.
+    pub fn extra_netns(&self) -> String {
+        let mut extras = self.extras.lock().unwrap_or_else(|p| p.into_inner());
+        let name = format!(
+            "{}-x{}",
+            self.host_name.trim_end_matches("-host"),
+            extras.len()
+        );
+        let ns = NetNs::create(&name).unwrap_or_else(|e| panic!("create netns {name}: {e}"));
+        extras.push(ns.path().to_path_buf());
+        ns.path().display().to_string()
     }
 
     /// The directory for all plugin state of this test.
@@ -309,6 +340,10 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         // Removing the namespace files lets the kernel destroy the namespaces and every
         // interface inside them. Best effort: a drop during a panic must not panic.
+        let extras = self.extras.lock().unwrap_or_else(|p| p.into_inner());
+        for extra in extras.iter() {
+            let _ = NetNs::remove(extra);
+        }
         let _ = NetNs::remove(self.container.path());
         let _ = NetNs::remove(self.host.path());
     }
@@ -329,7 +364,7 @@ fn about_lo(line: &str) -> bool {
     names_lo || tokens.windows(2).any(|w| w == ["dev", "lo"])
 }
 
-fn list_files(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+pub(crate) fn list_files(dir: &Path, out: &mut BTreeSet<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let invoke = cni_skel::Invoke {
         in_process: Some(rcni::plugin),
         kernel: kernel.clone(),
+        table_only: false,
     };
     let cx = cni_skel::Context {
         kernel: &kernel,

@@ -5,6 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+#[allow(unused_imports)]
+pub use cni_testkit::query::{
+    addresses, error_of, host_cmd, ip_json, iptables_nat, links, nft_ruleset, reservations,
+};
+
 /// A directory where `rcni install` put the plugins (done once per test binary). It
 /// lives in the target directory and is reused by every run, so tests leave nothing in
 /// /tmp; `rcni install` replaces each link atomically.
@@ -25,25 +30,6 @@ pub fn plugin_dir() -> &'static Path {
 
 pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(name)
-}
-
-/// The error JSON a failed plugin printed: (code, msg, details).
-pub fn error_of(stdout: &str) -> (u64, String, String) {
-    let v: serde_json::Value =
-        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("error JSON {stdout:?}: {e}"));
-    let text = |k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    (
-        v["code"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no code in {stdout}")),
-        text("msg"),
-        text("details"),
-    )
 }
 
 /// Go's loopback from Debian's containernetworking-plugins, when installed.
@@ -146,70 +132,45 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// `ip -j` output of a command in a sandbox namespace.
-pub fn ip_json(sandbox: &cni_testkit::Sandbox, netns: &str, args: &[&str]) -> serde_json::Value {
-    let mut full = vec!["-j"];
-    full.extend_from_slice(args);
-    serde_json::from_str(&sandbox.ip(netns, &full)).expect("ip -j output")
-}
-
-/// The `local/prefixlen` addresses of `dev` in `netns`, global scope only.
-pub fn addresses(sandbox: &cni_testkit::Sandbox, netns: &str, dev: &str) -> Vec<String> {
-    let json = ip_json(sandbox, netns, &["addr", "show", "dev", dev]);
-    json[0]["addr_info"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["scope"] == "global")
-        .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or(""), a["prefixlen"]))
-        .collect()
-}
-
-/// Link names in a namespace.
-pub fn links(sandbox: &cni_testkit::Sandbox, netns: &str) -> Vec<String> {
-    ip_json(sandbox, netns, &["link", "show"])
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// Runs a command in the sandbox's host netns and returns stdout ("" if it failed).
-pub fn host_cmd(sandbox: &cni_testkit::Sandbox, program: &str, args: &[&str]) -> String {
-    let out = sandbox.run_in_host(Path::new(program), args, &[]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The nat table as `iptables -S` shows it in the sandbox host.
-pub fn iptables_nat(sandbox: &cni_testkit::Sandbox, v6: bool) -> String {
-    let bin = if v6 {
-        "/usr/sbin/ip6tables"
-    } else {
-        "/usr/sbin/iptables"
+/// Runs the conformance lifecycle of `plugin` with `conf` against the real kernel in
+/// a fresh sandbox (`conf_for` gets the sandbox, for state directories).
+pub fn conformance_on_kernel(
+    plugin_name: &str,
+    versions: &[&'static str],
+    conf_for: impl Fn(&cni_testkit::Sandbox) -> serde_json::Value,
+) {
+    let sandbox = cni_testkit::Sandbox::new();
+    let binary = plugin(plugin_name);
+    let target = cni_testkit::conformance::SandboxTarget {
+        sandbox: &sandbox,
+        binary: &binary,
+        path: plugin_dir().display().to_string(),
     };
-    host_cmd(sandbox, bin, &["-t", "nat", "-S"])
+    cni_testkit::conformance::Lifecycle {
+        conf: conf_for(&sandbox),
+        versions: versions.to_vec(),
+        ifname: "eth0",
+    }
+    .run(&target);
 }
 
-/// `nft list ruleset` in the sandbox host.
-pub fn nft_ruleset(sandbox: &cni_testkit::Sandbox) -> String {
-    host_cmd(sandbox, "/usr/sbin/nft", &["list", "ruleset"])
+/// The same lifecycle against the fake kernel, in-process.
+pub fn conformance_on_fake(
+    plugin_name: &str,
+    versions: &[&'static str],
+    conf_for: impl Fn(&Path) -> serde_json::Value,
+) {
+    let plugin = rcni::plugin(plugin_name).expect("plugin in rcni");
+    let target = cni_testkit::conformance::FakeTarget::new(plugin, rcni::plugin);
+    cni_testkit::conformance::Lifecycle {
+        conf: conf_for(target.state_dir()),
+        versions: versions.to_vec(),
+        ifname: "eth0",
+    }
+    .run(&target);
 }
 
-/// The reservation files of a host-local network (address files only).
-pub fn reservations(dir: &Path) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.parse::<std::net::IpAddr>().ok()?;
-                    Some((name, std::fs::read_to_string(e.path()).unwrap_or_default()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
-}
+/// Every spec version.
+pub const ALL_VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];

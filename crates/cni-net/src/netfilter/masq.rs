@@ -128,7 +128,7 @@ impl Pending {
 /// families are torn down side by side: each is its own processes and nf_tables
 /// commit, so the teardown takes as long as the slowest, not their sum.
 pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
-    let errors: Vec<String> = std::thread::scope(|scope| {
+    let errors: Vec<NetError> = std::thread::scope(|scope| {
         let mut jobs = Vec::new();
         for v6 in [false, true] {
             let family = of_family(ips, v6);
@@ -141,17 +141,12 @@ pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
         }
         jobs.into_iter()
             .filter_map(|job| match job.join() {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("masquerade teardown panicked".to_string()),
+                Ok(result) => result.err(),
+                Err(_) => Some(NetError::Other("masquerade teardown panicked".into())),
             })
             .collect()
     });
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(NetError::Other(errors.join("; ")))
-    }
+    NetError::collect(errors)
 }
 
 fn iptables_setup(

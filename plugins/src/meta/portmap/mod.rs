@@ -22,7 +22,7 @@ use cni_skel::{CmdArgs, Context, Plugin, Request};
 use cni_types::config::GcAttachment;
 use cni_types::net::IpNet;
 use cni_types::result::{Result as CniResult, v100};
-use cni_types::{Context as _, Error};
+use cni_types::{Context as _, Error, Errors};
 use serde::Deserialize;
 
 use crate::pkg::Rollback;
@@ -372,11 +372,9 @@ impl Plugin for Portmap {
             .iter()
             .map(|a| a.container_id.as_str())
             .collect();
-        let mut errors = Vec::new();
-        if (iptables_usable(false) || iptables_usable(true))
-            && let Err(e) = iptables::gc(&conf.name, &|id| valid.contains(id))
-        {
-            errors.push(e.to_string());
+        let mut errors = Errors::new();
+        if iptables_usable(false) || iptables_usable(true) {
+            errors.record(iptables::gc(&conf.name, &|id| valid.contains(id)).map(drop));
         }
         let network_dir = conf.data_dir.join(&conf.name);
         let stale: Vec<String> = std::fs::read_dir(&network_dir)
@@ -391,19 +389,13 @@ impl Plugin for Portmap {
             match rules::teardown(Backend::Nftables, &conf.name, &ids, &[false, true]) {
                 Ok(()) => {
                     for id in &stale {
-                        if let Err(e) = forget(&conf.state_file(id)) {
-                            errors.push(e.to_string());
-                        }
+                        errors.record(forget(&conf.state_file(id)));
                     }
                 }
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.record::<cni_net::NetError>(Err(e)),
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::internal(errors.join("; ")))
-        }
+        errors.into_result()
     }
 }
 

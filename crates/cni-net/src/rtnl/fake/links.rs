@@ -409,9 +409,25 @@ fn move_link(state: &mut State, from: u32, index: u32, to: u32) -> u32 {
     new_index
 }
 
-/// The kernel's connected routes for a link's addresses, made when it comes up.
+/// The kernel's connected routes for a link's addresses, made when it comes up;
+/// `lo` gets its addresses the first time it does, as in a new namespace.
 fn link_went_up(state: &mut State, ns: u32, index: u32) {
+    let is_lo = get(state, ns, index).is_some_and(|l| l.name == "lo");
     let Some(n) = state.ns_mut(ns) else { return };
+    if is_lo && !n.addresses.iter().any(|a| a.index == index) {
+        for address in ["127.0.0.1/8", "::1/128"] {
+            if let Ok(address) = address.parse() {
+                n.addresses.push(Address {
+                    index,
+                    address,
+                    scope: Scope::Host,
+                    tentative: false,
+                    dad_failed: false,
+                });
+            }
+        }
+        return;
+    }
     let addresses: Vec<Address> = n
         .addresses
         .iter()

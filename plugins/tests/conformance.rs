@@ -1,0 +1,110 @@
+//! The spec lifecycle (`cni_testkit::conformance`) for each plugin: ADD, CHECK, ADD
+//! again, DEL twice at every version, DEL never added, with an empty netns and with
+//! the netns gone, each time back to the same kernel, file and firewall state.
+//! Against the real kernel in a sandbox, and for the interface plugins also against
+//! the fake kernel, in-process.
+
+mod common;
+
+use std::path::Path;
+
+use cni_testkit::require_root;
+use common::{ALL_VERSIONS, conformance_on_fake, conformance_on_kernel};
+use serde_json::{Value, json};
+
+fn host_local(data_dir: &Path, subnet: &str) -> Value {
+    json!({"type": "host-local", "subnet": subnet, "dataDir": data_dir, "routes": [{"dst": "0.0.0.0/0"}]})
+}
+
+fn bridge_conf(data_dir: &Path, masq: bool) -> Value {
+    json!({
+        "name": "confnet", "type": "bridge", "bridge": "cni-conf", "isGateway": true,
+        "ipMasq": masq, "ipam": host_local(data_dir, "10.66.0.0/24"),
+    })
+}
+
+fn ptp_conf(data_dir: &Path, masq: bool) -> Value {
+    json!({"name": "confptp", "type": "ptp", "ipMasq": masq, "ipam": host_local(data_dir, "10.67.0.0/24")})
+}
+
+#[test]
+fn bridge_on_the_kernel() {
+    require_root!();
+    conformance_on_kernel("bridge", &ALL_VERSIONS, |s| {
+        bridge_conf(s.state_dir(), true)
+    });
+}
+
+#[test]
+fn bridge_on_the_fake_kernel() {
+    conformance_on_fake("bridge", &ALL_VERSIONS, |dir| bridge_conf(dir, false));
+}
+
+#[test]
+fn ptp_on_the_kernel() {
+    require_root!();
+    conformance_on_kernel("ptp", &ALL_VERSIONS, |s| ptp_conf(s.state_dir(), true));
+}
+
+#[test]
+fn ptp_on_the_fake_kernel() {
+    conformance_on_fake("ptp", &ALL_VERSIONS, |dir| ptp_conf(dir, false));
+}
+
+#[test]
+fn loopback_on_the_kernel() {
+    require_root!();
+    conformance_on_kernel(
+        "loopback",
+        &ALL_VERSIONS,
+        |_| json!({"name": "lo", "type": "loopback"}),
+    );
+}
+
+#[test]
+fn loopback_on_the_fake_kernel() {
+    conformance_on_fake(
+        "loopback",
+        &ALL_VERSIONS,
+        |_| json!({"name": "lo", "type": "loopback"}),
+    );
+}
+
+#[test]
+fn host_local_on_the_kernel() {
+    require_root!();
+    conformance_on_kernel(
+        "host-local",
+        &ALL_VERSIONS,
+        |s| json!({"name": "confhl", "type": "host-local", "ipam": host_local(s.state_dir(), "10.68.0.0/24")}),
+    );
+}
+
+#[test]
+fn static_on_the_kernel() {
+    require_root!();
+    // static supports results from 0.3.0 on (upstream: several addresses).
+    conformance_on_kernel("static", &ALL_VERSIONS[2..], |_| {
+        json!({"name": "confst", "type": "static", "ipam": {"type": "static",
+            "addresses": [{"address": "10.69.0.5/24", "gateway": "10.69.0.1"}]}})
+    });
+}
+
+#[test]
+fn portmap_on_the_kernel_with_both_backends() {
+    require_root!();
+    for backend in ["iptables", "nftables"] {
+        // Chained: a prevResult names the container's address (from 0.3.0 on).
+        conformance_on_kernel("portmap", &ALL_VERSIONS[2..], |_| {
+            json!({
+                "name": "confpm", "type": "portmap", "backend": backend,
+                "runtimeConfig": {"portMappings": [
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                    {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]},
+                "prevResult": {"cniVersion": "1.0.0",
+                    "interfaces": [{"name": "eth0", "sandbox": "/x"}],
+                    "ips": [{"address": "10.70.0.5/24", "interface": 0}]},
+            })
+        });
+    }
+}
