@@ -18,8 +18,11 @@ impl Kernel {
         Kernel { fake: None }
     }
 
-    pub(crate) fn from_fake(fake: FakeKernel) -> Kernel {
-        Kernel { fake: Some(fake) }
+    /// A handle on a fake kernel, for plugin verbs in tests.
+    pub fn from_fake(fake: &FakeKernel) -> Kernel {
+        Kernel {
+            fake: Some(fake.clone()),
+        }
     }
 
     /// The fake behind this handle, if it is one.
@@ -50,6 +53,11 @@ impl Kernel {
             Some(fake) => Ok(Netlink::open_fake(fake.socket(&fake.host())?)),
             None => Netlink::open_kernel(),
         }
+    }
+
+    /// A socket in `netns` if given, else in the plugin's own namespace.
+    pub fn host_in(&self, netns: &NetNs) -> Result<Netlink> {
+        self.netlink(netns)
     }
 
     /// A socket bound to `netns`; the calling thread does not stay there.
@@ -107,5 +115,12 @@ impl Kernel {
             )),
             None => Ok(()),
         }
+    }
+}
+
+impl FakeKernel {
+    /// A [`Kernel`] handle on this fake, for plugin verbs.
+    pub fn kernel(&self) -> Kernel {
+        Kernel::from_fake(self)
     }
 }

@@ -21,6 +21,7 @@ pub mod netfilter;
 pub mod netns;
 pub mod rtnl;
 pub mod sysctl;
+pub mod tap;
 
 pub use error::{NetError, Result};
 pub use kernel::Kernel;
@@ -35,3 +36,4 @@ pub use rtnl::route::{Route, Scope};
 pub use rtnl::rule::Rule;
 pub use rtnl::tc::{Handle, Qdisc, QdiscKind, Redirect, Tbf};
 pub use rtnl::{Family, Netlink};
+pub use tap::TapSpec;

@@ -9,8 +9,8 @@ use netlink_packet_core::{DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, Nla};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{
     TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption,
-    TcActionType, TcAttribute, TcFilterMatchAllOption, TcHandle, TcMessage, TcMirror,
-    TcMirrorActionType, TcOption,
+    TcActionType, TcAttribute, TcFilterU32Option, TcHandle, TcMessage, TcMirror,
+    TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 
 use crate::{NetError, Netlink, Result};
@@ -80,7 +80,9 @@ pub struct Qdisc {
 }
 
 /// A filter that sends every packet of `parent` on link `index` out of link `to`
-/// (`tc filter add dev X parent ffff: matchall action mirred egress redirect dev Y`).
+/// (`tc filter add dev X parent ffff: protocol all u32 match u32 0 0 action mirred
+/// egress redirect dev Y`, upstream bandwidth's filter; u32, because kernels without
+/// `cls_matchall` exist, this one among them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     pub index: u32,
@@ -300,15 +302,37 @@ fn redirect_message(redirect: &Redirect) -> TcMessage {
             mirror,
         ))]),
     ];
+    // One key that matches every packet (mask 0).
+    let mut selector = TcU32Selector::default();
+    selector.flags = TcU32SelectorFlags::Terminal;
+    selector.nkeys = 1;
+    selector.keys = vec![TcU32Key::default()];
+    message.attributes.push(TcAttribute::Kind("u32".into()));
+    message.attributes.push(TcAttribute::Options(vec![
+        TcOption::U32(TcFilterU32Option::Selector(selector)),
+        TcOption::U32(TcFilterU32Option::Action(vec![action])),
+    ]));
     message
-        .attributes
-        .push(TcAttribute::Kind("matchall".into()));
-    message
-        .attributes
-        .push(TcAttribute::Options(vec![TcOption::MatchAll(
-            TcFilterMatchAllOption::Action(vec![action]),
-        )]));
-    message
+}
+
+/// The redirect target of a filter message, if it is a mirred redirect.
+pub(crate) fn redirect_target(message: &TcMessage) -> Option<u32> {
+    let actions = message.attributes.iter().find_map(|a| match a {
+        TcAttribute::Options(options) => options.iter().find_map(|o| match o {
+            TcOption::U32(TcFilterU32Option::Action(actions)) => Some(actions),
+            _ => None,
+        }),
+        _ => None,
+    })?;
+    actions.iter().find_map(|action| {
+        action.attributes.iter().find_map(|a| match a {
+            TcActionAttribute::Options(opts) => opts.iter().find_map(|o| match o {
+                TcActionOption::Mirror(TcActionMirrorOption::Parms(p)) => Some(p.ifindex),
+                _ => None,
+            }),
+            _ => None,
+        })
+    })
 }
 
 #[cfg(test)]

@@ -4,19 +4,17 @@
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::tc::{
-    TcActionAttribute, TcActionMirrorOption, TcActionOption, TcAttribute, TcFilterMatchAllOption,
-    TcMessage, TcOption,
-};
+use netlink_packet_route::tc::TcMessage;
 
 use super::super::Family;
 use super::super::addr::{address_from_message, address_report, requested_nodad};
 use super::super::link::link_message;
 use super::super::route::{Route, Scope, delete_matches, route_from_message, route_message};
 use super::super::rule::{self, rule_from_message, rule_message};
-use super::super::tc::{Handle, Redirect, qdisc_from_message, qdisc_message};
+use super::super::tc::{Handle, Redirect, qdisc_from_message, qdisc_message, redirect_target};
+use super::create::new_link;
 use super::links::{
-    add_connected_route, bridge_vlan, change_link, delete_link, find_link, get, new_link, reported,
+    add_connected_route, bridge_vlan, change_link, delete_link, find_link, get, reported,
 };
 use super::{EADDRNOTAVAIL, EEXIST, EINVAL, ENETUNREACH, ENODEV, ENOENT, EOPNOTSUPP, ESRCH, State};
 
@@ -275,29 +273,7 @@ fn new_route(
 fn new_redirect(state: &mut State, ns: u32, m: &TcMessage) -> Answer {
     let index = u32::try_from(m.header.index).map_err(|_| EINVAL)?;
     let parent = Handle::new(m.header.parent.major, m.header.parent.minor);
-    let to = m
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            TcAttribute::Options(options) => options.iter().find_map(|o| match o {
-                TcOption::MatchAll(TcFilterMatchAllOption::Action(actions)) => {
-                    actions.iter().find_map(|action| {
-                        action.attributes.iter().find_map(|a| match a {
-                            TcActionAttribute::Options(opts) => opts.iter().find_map(|o| match o {
-                                TcActionOption::Mirror(TcActionMirrorOption::Parms(p)) => {
-                                    Some(p.ifindex)
-                                }
-                                _ => None,
-                            }),
-                            _ => None,
-                        })
-                    })
-                }
-                _ => None,
-            }),
-            _ => None,
-        })
-        .ok_or(EOPNOTSUPP)?;
+    let to = redirect_target(m).ok_or(EOPNOTSUPP)?;
     get(state, ns, to).ok_or(ENODEV)?;
     let n = state.ns_mut(ns).ok_or(EINVAL)?;
     if !n

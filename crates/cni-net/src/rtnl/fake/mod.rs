@@ -10,6 +10,7 @@
 //! tests read its state back with typed queries ([`FakeKernel::links`], ...) and
 //! compare whole [`Snapshot`]s for leak checks.
 
+mod create;
 mod handle;
 mod links;
 
@@ -24,7 +25,7 @@ use super::link::{Link, LinkKind, OperState};
 use super::route::Route;
 use super::rule::Rule;
 use super::tc::{Qdisc, Redirect};
-use crate::{Kernel, NetError, NetNs, Result};
+use crate::{NetError, NetNs, Result};
 
 pub use crate::error::errno::{
     EADDRNOTAVAIL, EBUSY, EEXIST, EINVAL, ENETUNREACH, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, ESRCH,
@@ -153,11 +154,6 @@ impl FakeKernel {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not hide the state from the others.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A [`Kernel`] handle on this fake, for plugin verbs.
-    pub fn kernel(&self) -> Kernel {
-        Kernel::from_fake(self.clone())
     }
 
     /// Adds a namespace at `path` holding `lo` (down, as in a new namespace), with
@@ -370,6 +366,17 @@ impl FakeKernel {
             kernel: self.clone(),
             ns: id,
         })
+    }
+
+    /// A tap device, as `/dev/net/tun` makes one: down, kind `tun`.
+    pub(crate) fn add_tap(&self, netns: &NetNs, name: &str) -> Result<()> {
+        let id = netns.fake_id().unwrap_or(u32::MAX);
+        let mut state = self.state();
+        if state.ns(id).is_none() {
+            return Err(NetError::NetnsNotFound(netns.path().display().to_string()));
+        }
+        create::add_device(&mut state, id, name, LinkKind::Tun)
+            .map_err(|errno| NetError::kernel(format!("failed to create tap {name:?}"), errno))
     }
 
     pub(crate) fn sysctl_read(&self, netns: &NetNs, name: &str) -> Result<String> {
