@@ -231,17 +231,28 @@ fn the_plugins_own_netns_is_refused_unless_overridden() {
     let sandbox = Sandbox::new();
     let lo = plugin("loopback");
     let own = sandbox.host_path();
+    let host_lo_up = || {
+        let link = &common::ip_json(&sandbox, sandbox.host_name(), &["link", "show", "lo"])[0];
+        link["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP"))
+    };
+    sandbox.ip(sandbox.host_name(), &["link", "set", "lo", "up"]);
+    // ADD is refused before it changes anything.
+    let out = sandbox.run_plugin(&lo, &call(&own, "ADD"), &conf("1.0.0"));
+    assert_eq!(
+        error_of(&out.stdout),
+        (
+            8,
+            "plugin's netns and netns from CNI_NETNS should not be the same".into(),
+            String::new()
+        )
+    );
+    // DEL succeeds and leaves the plugin's own namespace alone (upstream sets its
+    // lo down, then reports code 8).
+    ok(sandbox.run_plugin(&lo, &call(&own, "DEL"), &conf("1.0.0")));
+    assert!(host_lo_up(), "DEL in the own netns must not touch it");
     for verb in ["ADD", "DEL"] {
-        let out = sandbox.run_plugin(&lo, &call(&own, verb), &conf("1.0.0"));
-        assert_eq!(
-            error_of(&out.stdout),
-            (
-                8,
-                "plugin's netns and netns from CNI_NETNS should not be the same".into(),
-                String::new()
-            ),
-            "{verb}"
-        );
         for value in ["1", "true", "TRUE"] {
             let overridden = Call {
                 extra: vec![("CNI_NETNS_OVERRIDE", value)],

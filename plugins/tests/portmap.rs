@@ -542,7 +542,10 @@ fn rules_by_container_id(backend: &str) {
         "{msg}"
     );
 
-    // DEL without mappings or prevResult removes exactly this container's rules.
+    // DEL without mappings or prevResult removes exactly this container's rules: the
+    // attachment's addresses come from its interface (a runtime deletes portmap
+    // before the interface it was chained to).
+    container_eth0(&sandbox, "10.99.0.5/24", "fd99::5/64");
     let bare = conf("pmnet", backend, &data, json!({"runtimeConfig": null})).to_string();
     runner.ok(&portmap(), "DEL", "ctr-1", "eth0", &bare);
     assert_eq!(
@@ -574,6 +577,7 @@ fn rules_by_container_id(backend: &str) {
         expected
     );
 
+    container_eth0(&sandbox, "10.99.0.7/24", "fd99::7/64");
     let other = conf("othernet", backend, &data, json!({"runtimeConfig": null})).to_string();
     runner.ok(&portmap(), "DEL", "ctr-3", "eth0", &other);
     let left = firewall(&sandbox, backend);
@@ -690,6 +694,23 @@ fn config_errors_and_calls_without_work() {
     assert!(!iptables_nat(&sandbox, false).contains("CNI-HOSTPORT"));
 }
 
+/// The container's `eth0`, with these addresses (as a main plugin would have made
+/// it), replacing an earlier one.
+fn container_eth0(sandbox: &Sandbox, v4: &str, v6: &str) {
+    let ctr = sandbox.container_name();
+    let _ = std::process::Command::new("ip")
+        .args(["-n", ctr, "link", "del", "eth0"])
+        .output();
+    sandbox.ip(
+        ctr,
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+        ],
+    );
+    sandbox.ip(ctr, &["addr", "add", v4, "dev", "eth0"]);
+    sandbox.ip(ctr, &["addr", "add", v6, "dev", "eth0", "nodad"]);
+}
+
 /// Debian's Go portmap (v1.1.1, iptables only) and ours remove each other's rules,
 /// and ours accepts Go's as CHECK. (Go v1.1.1's CHECK fails even on its own rules:
 /// it looks for the IPv4 rules in ip6tables too.)
@@ -714,6 +735,7 @@ fn go_portmap_interop() {
     let go_rules = rules_of(&sandbox, "iptables", "pmnet", "go-ctr");
     assert_eq!(go_rules.len(), 19, "{go_rules:#?}");
     runner.ok(&portmap(), "CHECK", "go-ctr", "eth0", &stdin(5));
+    container_eth0(&sandbox, "10.99.0.5/24", "fd99::5/64");
     let bare = conf("pmnet", "iptables", &data, json!({"runtimeConfig": null})).to_string();
     runner.ok(&portmap(), "DEL", "go-ctr", "eth0", &bare);
     assert_eq!(

@@ -24,9 +24,11 @@ pub struct PluginConf {
     pub dns: Dns,
     #[serde(rename = "prevResult")]
     pub prev_result: Option<Value>,
+    /// An object, or absent: another JSON type is a config error, as upstream's
+    /// typed decoding makes it.
     #[serde(rename = "runtimeConfig")]
-    pub runtime_config: Option<Value>,
-    pub args: Option<Value>,
+    pub runtime_config: Option<Map<String, Value>>,
+    pub args: Option<Map<String, Value>>,
     /// GC: the attachments that are still valid (spec 1.1.0 "GC").
     #[serde(rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<GcAttachment>>,
@@ -256,6 +258,21 @@ fn select_version(versions: &Value, cni_version: &str) -> Result<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_keys_of_the_wrong_type_are_refused() {
+        for bad in [
+            r#"{"name":"n","type":"t","args":5}"#,
+            r#"{"name":"n","type":"t","runtimeConfig":"x"}"#,
+            r#"{"name":"n","type":"t","dns":[]}"#,
+            r#"{"name":"n","type":"t","ipam":[]}"#,
+            r#"{"name":"n","type":"t","capabilities":"all"}"#,
+        ] {
+            assert!(PluginConf::from_slice(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let ok = PluginConf::from_slice(br#"{"name":"n","type":"t","args":null,"dns":null}"#);
+        assert!(ok.is_ok(), "null keeps the default: {ok:?}");
+    }
 
     #[test]
     fn plugin_conf_keeps_unknown_keys_and_folds_known_ones() {

@@ -85,6 +85,12 @@ impl<'de> Deserializer<'de> for GoValue {
                 entries: fold_keys(object, fields).into_iter(),
                 value: None,
             }),
+            // Go decodes a struct from an object only; serde would also take an
+            // array, field by field (`"dns": []` would pass as empty DNS settings).
+            Value::Array(_) => Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Seq,
+                &"an object",
+            )),
             other => GoValue(other).deserialize_any(visitor),
         }
     }

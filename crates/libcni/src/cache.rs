@@ -204,6 +204,10 @@ fn parse(bytes: &[u8]) -> Cached {
     }
 }
 
+/// Temporary files of this process are `.tmp-<pid>-<random>`, so the ones a killed
+/// writer left can be told from a live writer's.
+const TEMP_PREFIX: &str = ".tmp-";
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -211,8 +215,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    sweep_stale_temp_files(dir);
     let mut file = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
         .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)?;
     file.write_all(bytes)?;
@@ -221,9 +226,45 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Removes `.tmp-<pid>-*` files whose process is gone (killed between creating the
+/// temporary file and renaming it into place).
+fn sweep_stale_temp_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(TEMP_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_sweeps_the_temp_files_of_dead_writers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".tmp-999999999-abc");
+        let live = dir.path().join(format!(".tmp-{}-xyz", std::process::id()));
+        let other = dir.path().join(".tmp-notapid");
+        for f in [&dead, &live, &other] {
+            std::fs::write(f, "partial").unwrap();
+        }
+        write_atomically(&dir.path().join("entry"), b"{}").unwrap();
+        assert!(!dead.exists(), "a dead writer's temp file goes");
+        assert!(
+            live.exists() && other.exists(),
+            "a live writer's and foreign files stay"
+        );
+        assert_eq!(std::fs::read(dir.path().join("entry")).unwrap(), b"{}");
+    }
 
     fn rt(id: &str, ifname: &str) -> RuntimeConf {
         RuntimeConf {

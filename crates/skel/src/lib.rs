@@ -415,8 +415,18 @@ fn dispatch(
                 .map_err(|e| Error::new(code::IO_FAILURE, e.to_string()))
         }
         Command::Del => {
-            plugin.call(command, args.clone(), cx)?;
-            check_not_own_netns(&args)
+            // A DEL in the plugin's own namespace would delete the host's interfaces
+            // (`CNI_IFNAME` there) and set its `lo` down, as upstream does before it
+            // reports code 8. Nothing can have been added there (ADD refuses first),
+            // so there is nothing to remove: success, and nothing touched.
+            if check_not_own_netns(&args).is_err() {
+                let _ = writeln!(
+                    stderr,
+                    "CNI_NETNS is the plugin's own network namespace: nothing to delete"
+                );
+                return Ok(());
+            }
+            plugin.call(command, args, cx).map(drop)
         }
         Command::Version => Ok(()),
         _ => plugin.call(command, args, cx).map(drop),
@@ -461,9 +471,10 @@ fn config_version(stdin: &[u8]) -> Result<String, Error> {
     Ok(version::or_default(&v.cni_version).to_string())
 }
 
-/// After ADD and DEL upstream refuses a `CNI_NETNS` that is the plugin's own network
-/// namespace (code 8), unless `CNI_NETNS_OVERRIDE` is `1` or `true`. A path that
-/// cannot be read is not an error here.
+/// Upstream refuses a `CNI_NETNS` that is the plugin's own network namespace (code 8)
+/// after ADD and DEL, unless `CNI_NETNS_OVERRIDE` is `1` or `true`; here ADD refuses
+/// it before anything is made and DEL leaves everything alone. A path that cannot be
+/// read is not an error here.
 fn check_not_own_netns(args: &CmdArgs) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
     if args.netns_override == "1"

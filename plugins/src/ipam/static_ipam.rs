@@ -8,21 +8,16 @@ use std::net::IpAddr;
 use cni_skel::{Context, Plugin, Request};
 use cni_types::Error;
 use cni_types::net::IpNet;
-use cni_types::result::{Dns, Result as CniResult, Route, parse_prev_result, v100};
+use cni_types::result::{Dns, Result as CniResult, Route, v100};
 use serde::Deserialize;
-use serde_json::Value;
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawConf {
-    #[serde(rename = "cniVersion")]
-    cni_version: String,
     ipam: Option<RawIpam>,
     args: Option<RawArgs>,
     #[serde(rename = "runtimeConfig")]
     runtime_config: Option<RawRuntimeConfig>,
-    #[serde(rename = "prevResult")]
-    prev_result: Option<Value>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -68,8 +63,6 @@ struct IpamConf {
     addresses: Vec<Address>,
     routes: Vec<Route>,
     dns: Dns,
-    prev_result: Option<Value>,
-    cni_version: String,
 }
 
 fn cidr(text: &str, field: &str) -> Result<IpNet, Error> {
@@ -156,9 +149,9 @@ impl IpamConf {
             .filter(|a| a.address.addr().is_ipv4())
             .count();
         let v6 = addresses.len() - v4;
-        let version = cni_types::version::or_default(&raw.cni_version).to_string();
+        let version = &args.cni_version;
         if (v4 > 1 || v6 > 1)
-            && !cni_types::version::greater_than_or_equal(&version, "0.3.0").unwrap_or(false)
+            && !cni_types::version::greater_than_or_equal(version, "0.3.0").unwrap_or(false)
         {
             return Err(Error::internal(format!(
                 "CNI version {version} does not support more than 1 address per family"
@@ -168,8 +161,6 @@ impl IpamConf {
             addresses,
             routes: ipam.routes,
             dns: ipam.dns,
-            prev_result: raw.prev_result,
-            cni_version: version,
         })
     }
 }
@@ -209,12 +200,7 @@ impl Plugin for Static {
 
     fn check(&self, args: &Request<RawConf>, _cx: &Context) -> Result<(), Error> {
         let conf = IpamConf::load(args)?;
-        let prev = conf
-            .prev_result
-            .ok_or_else(|| Error::internal("Required prevResult missing"))?;
-        let prev = parse_prev_result(&conf.cni_version, prev)
-            .and_then(|r| r.to_current().map_err(|e| e.to_string()))
-            .map_err(Error::internal)?;
+        let prev = args.require_prev_result()?;
         for a in &conf.addresses {
             let Some(found) = prev
                 .ips

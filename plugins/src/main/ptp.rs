@@ -39,6 +39,7 @@ impl Plugin for Ptp {
     fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
         let conf = &args.plugin;
         let kernel = cx.kernel;
+        let mtu = crate::pkg::mtu(conf.mtu)?;
         let ipam_type = args.ipam_type().unwrap_or_default();
         let backend = masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
         // Started first: the firewall process loads while the interfaces are made.
@@ -70,7 +71,7 @@ impl Plugin for Ptp {
         let mut container = kernel.netlink(&netns)?;
         let request = VethRequest {
             ifname: &args.ifname,
-            mtu: u32::try_from(conf.mtu).unwrap_or(0),
+            mtu,
             mac: None,
             master: None,
         };
@@ -178,18 +179,18 @@ impl Plugin for Ptp {
         let ipam_type = args.ipam_type().unwrap_or_default();
         // Upstream releases the address before it opens the netns: a netns that cannot
         // be read is reported after IPAM DEL, not instead of it.
-        let (link, unreadable) = match ContainerLink::find(cx.kernel, args) {
-            Ok(link) => (link, None),
-            Err(e) => (None, Some(e)),
+        let (found, unreadable) = match ContainerLink::find(cx.kernel, args) {
+            Ok(found) => (found, None),
+            Err(e) => (crate::pkg::Found::NoNetns, Some(e)),
         };
         let masq = match conf.ip_masq {
-            true => Some(teardown_masq(cx.kernel, link.as_ref(), args)?),
+            true => Some(teardown_masq(cx.kernel, &found, args)?),
             false => None,
         };
         // Upstream's order: IPAM first, then the link.
         del_beside_masq(masq, || {
             ipam_verb(cx, ipam_type, Command::Del, args)?;
-            match (unreadable, link) {
+            match (unreadable, found.into_link()) {
                 (Some(e), _) => Err(e),
                 (None, Some(link)) => link.delete(),
                 (None, None) => Ok(()),
@@ -207,6 +208,10 @@ impl Plugin for Ptp {
         let prev = args.require_prev_result()?;
         let (mut container, link) = check_container_veth(cx.kernel, args, &prev)?;
         check_addresses_and_routes(&mut container, &link, &prev)
+    }
+
+    fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        crate::pkg::gc_ipam_and_masq(args, cx, args.plugin.ip_masq)
     }
 
     fn status(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {

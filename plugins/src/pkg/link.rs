@@ -36,7 +36,7 @@ pub fn container_mac<C>(req: &Request<C>) -> Result<Option<[u8; 6]>, Error> {
         .conf
         .args
         .as_ref()
-        .and_then(|v| cni_types::gojson::from_value::<MacArgs>(v.clone()).ok())
+        .and_then(|v| cni_types::gojson::from_value::<MacArgs>(v.clone().into()).ok())
         .and_then(|a| a.cni)
         .map(|c| c.mac)
         .filter(|m| !m.is_empty())
@@ -47,7 +47,7 @@ pub fn container_mac<C>(req: &Request<C>) -> Result<Option<[u8; 6]>, Error> {
         .conf
         .runtime_config
         .as_ref()
-        .and_then(|v| cni_types::gojson::from_value::<RuntimeMac>(v.clone()).ok())
+        .and_then(|v| cni_types::gojson::from_value::<RuntimeMac>(v.clone().into()).ok())
         .map(|r| r.mac)
         .filter(|m| !m.is_empty())
     {
@@ -116,29 +116,75 @@ pub struct ContainerLink {
     netlink: Netlink,
     index: u32,
     /// Its global unicast addresses, read before it goes (upstream
-    /// `DelLinkByNameAddr`): they tell the masquerade teardown which families to
-    /// look at.
+    /// `DelLinkByNameAddr`): they say which firewall rules are this attachment's.
     pub addresses: Vec<IpNet>,
 }
 
+/// What a DEL finds of an attachment in the container.
+pub enum Found {
+    /// The link, with its addresses.
+    Link(ContainerLink),
+    /// The netns is there and the link is not: never made, or already deleted.
+    NoLink,
+    /// No netns (`CNI_NETNS` empty, or gone): the whole container is gone.
+    NoNetns,
+}
+
+impl Found {
+    pub fn into_link(self) -> Option<ContainerLink> {
+        match self {
+            Found::Link(link) => Some(link),
+            _ => None,
+        }
+    }
+
+    /// The attachment's addresses as a DEL can know them: the link's, else
+    /// prevResult's for this interface. `None` only when neither can say and the
+    /// container is gone: then everything of the container ID may go. A missing link
+    /// in a live netns without prevResult owns nothing (a DEL of `eth9` never added
+    /// must not touch `eth0`'s rules).
+    pub fn addresses(&self, prev: Option<&v100::Result>, ifname: &str) -> Option<Vec<IpNet>> {
+        let from_prev = prev.map(|p| prev_addresses(p, ifname));
+        match self {
+            Found::Link(link) if !link.addresses.is_empty() => Some(link.addresses.clone()),
+            Found::Link(_) | Found::NoLink => Some(from_prev.unwrap_or_default()),
+            Found::NoNetns => from_prev,
+        }
+    }
+}
+
+/// The addresses prevResult gives interface `ifname` (those without an interface
+/// index count, as upstream reads them).
+pub fn prev_addresses(prev: &v100::Result, ifname: &str) -> Vec<IpNet> {
+    prev.ips
+        .iter()
+        .filter(|ip| {
+            ip.interface
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| prev.interfaces.get(i))
+                .is_none_or(|i| i.name == ifname)
+        })
+        .map(|ip| ip.address)
+        .collect()
+}
+
 impl ContainerLink {
-    /// DEL: `CNI_IFNAME` in the container. No `CNI_NETNS`, a netns that is gone and a
-    /// missing link are all "already done" (`None`).
-    pub fn find(kernel: &Kernel, args: &CmdArgs) -> Result<Option<ContainerLink>, Error> {
+    /// DEL: `CNI_IFNAME` in the container, with its addresses.
+    pub fn find(kernel: &Kernel, args: &CmdArgs) -> Result<Found, Error> {
         if args.netns.is_empty() {
-            return Ok(None);
+            return Ok(Found::NoNetns);
         }
         let netns = match kernel.open_netns(&args.netns) {
             Ok(netns) => netns,
-            Err(e) if e.already_gone() => return Ok(None),
+            Err(e) if e.already_gone() => return Ok(Found::NoNetns),
             Err(e) => return Err(e.into()),
         };
         let mut netlink = kernel.netlink(&netns)?;
         let Some(link) = netlink.link_by_name(&args.ifname)? else {
-            return Ok(None);
+            return Ok(Found::NoLink);
         };
         let addresses = global_addresses(&mut netlink, link.index)?;
-        Ok(Some(ContainerLink {
+        Ok(Found::Link(ContainerLink {
             netlink,
             index: link.index,
             addresses,
@@ -188,4 +234,13 @@ pub fn check_container_veth(
         )));
     }
     Ok((container, link))
+}
+
+/// A config's `mtu`: 0 (the kernel's default) up to 65536 (`lo`'s), else a config
+/// error. Go would pass 2^40 on and let it wrap to 0.
+pub fn mtu(value: i64) -> Result<u32, Error> {
+    u32::try_from(value)
+        .ok()
+        .filter(|m| *m <= 65536)
+        .ok_or_else(|| Error::internal(format!("invalid MTU {value}: must be between 0 and 65536")))
 }

@@ -3,12 +3,12 @@
 
 use cni_net::Kernel;
 use cni_net::netfilter::{Backend, masq};
-use cni_skel::{CmdArgs, Request};
+use cni_skel::{CmdArgs, Command, Context, Request};
 use cni_types::net::IpNet;
 use cni_types::result::v100;
 use cni_types::{Context as _, Error, Errors};
 
-use super::{ContainerLink, Rollback};
+use super::{Found, Rollback};
 
 /// DEL with ipMasq: runs `del` (the plugin's link deletion and IPAM DEL, in its
 /// order) while `masq`, the masquerade teardown, runs beside it on its own thread.
@@ -69,8 +69,11 @@ pub fn setup_masq<'a>(
 ) -> Result<(), Error> {
     let ips: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
     kernel.require_firewall()?;
+    let written = ips.clone();
+    // Undoes exactly this attachment's rules: another attachment of the container
+    // may share the iptables chain.
     rollback.push(move || {
-        let _ = masq::teardown(&[], &owner);
+        let _ = masq::teardown(Some(&written), &owner);
     });
     pending
         .finish(&ips, &owner)
@@ -78,22 +81,44 @@ pub fn setup_masq<'a>(
 }
 
 /// The ipMasq teardown of a DEL, to run beside the link deletion
-/// ([`del_beside_masq`]). The rules are found by name, so unlike upstream
-/// (plugins#810) they go also when the link or netns is already gone; the link's
-/// addresses, else prevResult's, only narrow the families to look at (and let the
-/// common case skip reading the table).
+/// ([`del_beside_masq`]). It removes the rules of this attachment's addresses (the
+/// link's, else prevResult's), so another attachment of the same container keeps its
+/// own (Multus); only when neither can say and the container is gone does
+/// everything of the container ID go, which unlike upstream (plugins#810) also
+/// cleans up after a DEL without netns or link.
 pub fn teardown_masq<'a, C>(
     kernel: &Kernel,
-    link: Option<&ContainerLink>,
+    found: &Found,
     req: &'a Request<C>,
 ) -> Result<impl FnOnce() -> Result<(), Error> + Send + 'a, Error> {
     kernel.require_firewall()?;
-    let mut addresses = link.map(|l| l.addresses.clone()).unwrap_or_default();
-    if addresses.is_empty()
-        && let Ok(Some(prev)) = req.prev_result()
-    {
-        addresses = prev.ips.iter().map(|ip| ip.address).collect();
-    }
+    let prev = req.prev_result().ok().flatten();
+    let addresses = found.addresses(prev.as_ref(), &req.ifname);
     let owner = masq_owner(req.network(), &req.env);
-    Ok(move || masq::teardown(&addresses, &owner).context("failed to tear down IP masquerade"))
+    Ok(move || {
+        masq::teardown(addresses.as_deref(), &owner).context("failed to tear down IP masquerade")
+    })
+}
+
+/// GC of bridge and ptp (beyond upstream, which answers GC without doing anything):
+/// forwarded to the IPAM plugin, as the spec says a GC must be to delegates, and the
+/// masquerade of attachments not in `cni.dev/valid-attachments` removed. Both run;
+/// their errors are reported together.
+pub fn gc_ipam_and_masq<C>(req: &Request<C>, cx: &Context, ip_masq: bool) -> Result<(), Error> {
+    let mut errors = Errors::new();
+    if let Some(ipam_type) = req.ipam_type() {
+        errors.record(cx.delegate.verb(ipam_type, Command::Gc, req));
+    }
+    if ip_masq && cx.kernel.require_firewall().is_ok() {
+        let valid = req.conf.valid_attachments.clone().unwrap_or_default();
+        let keep = |id: &str, ifname: Option<&str>| {
+            valid
+                .iter()
+                .any(|a| a.container_id == id && ifname.is_none_or(|i| a.ifname == i))
+        };
+        errors.record(
+            masq::gc(req.network(), &keep).context("failed to collect IP masquerade rules"),
+        );
+    }
+    errors.into_result()
 }

@@ -2,12 +2,18 @@
 //! ADD, the container link helpers and the CHECK of addresses and routes, and the
 //! masquerade glue of bridge and ptp.
 
+pub mod files;
 mod ipam;
 mod link;
 mod masq;
 mod rollback;
 
 pub use ipam::{ipam_add, ipam_verb};
-pub use link::{ContainerLink, check_addresses_and_routes, check_container_veth, container_mac};
-pub use masq::{del_beside_masq, masq_backend, masq_owner, setup_masq, teardown_masq};
+pub use link::{
+    ContainerLink, Found, check_addresses_and_routes, check_container_veth, container_mac, mtu,
+    prev_addresses,
+};
+pub use masq::{
+    del_beside_masq, gc_ipam_and_masq, masq_backend, masq_owner, setup_masq, teardown_masq,
+};
 pub use rollback::Rollback;

@@ -122,18 +122,19 @@ impl Pending {
     }
 }
 
-/// Removes the attachment's masquerade rules from both backends. `ips` (the
-/// container's addresses, when known) narrows the iptables families to look at, empty
-/// meaning both, and lets the common case skip reading the table. The backends and
-/// families are torn down side by side: each is its own processes and nf_tables
-/// commit, so the teardown takes as long as the slowest, not their sum.
-pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
+/// Removes the attachment's masquerade rules from both backends: those of
+/// `ips` (its addresses; empty means it owns none), or, with `None`, everything of
+/// the container ID (its addresses are unknown and the container is gone). The
+/// backends and families are torn down side by side: each is its own processes and
+/// nf_tables commit, so the teardown takes as long as the slowest, not their sum.
+pub fn teardown(ips: Option<&[IpNet]>, owner: &Owner) -> Result<()> {
     let errors: Vec<NetError> = std::thread::scope(|scope| {
         let mut jobs = Vec::new();
         for v6 in [false, true] {
-            let family = of_family(ips, v6);
-            if (ips.is_empty() || !family.is_empty()) && iptables_usable(v6) {
-                jobs.push(scope.spawn(move || iptables_teardown(v6, &family, owner)));
+            let family = ips.map(|ips| of_family(ips, v6));
+            let involved = family.as_ref().is_none_or(|f| !f.is_empty());
+            if involved && iptables_usable(v6) {
+                jobs.push(scope.spawn(move || iptables_teardown(v6, family.as_deref(), owner)));
             }
         }
         if nft_usable() {
@@ -147,6 +148,79 @@ pub fn teardown(ips: &[IpNet], owner: &Owner) -> Result<()> {
             .collect()
     });
     NetError::collect(errors)
+}
+
+/// GC: removes the masquerade of every attachment of `network` that `keep` (given
+/// the container ID and, where the rules name it, the ifname) rejects, in both
+/// backends. iptables rules name only the container (`name: "<net>" id: "<cid>"`),
+/// so there an attachment is kept while any of its container's is.
+pub fn gc(network: &str, keep: &(dyn Fn(&str, Option<&str>) -> bool + Sync)) -> Result<()> {
+    let mut errors = Vec::new();
+    for v6 in [false, true] {
+        if !iptables_usable(v6) {
+            continue;
+        }
+        let result = iptables::list(v6, "nat").and_then(|listing| {
+            let prefix = "-A POSTROUTING -s ";
+            let marker = format!("--comment \"name: \\\"{network}\\\" id: \\\"");
+            let mut stale: Vec<String> = listing
+                .iter()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| {
+                    let rest = &l[l.find(&marker)? + marker.len()..];
+                    Some(rest[..rest.find("\\\"")?].to_string())
+                })
+                .filter(|id| !keep(id, None))
+                .collect();
+            stale.sort();
+            stale.dedup();
+            let mut lines = Vec::new();
+            for id in &stale {
+                let owner = Owner {
+                    network,
+                    ifname: "",
+                    container_id: id,
+                };
+                let chain = owner.chain();
+                lines.extend(iptables::jumps_to(&listing, "POSTROUTING", &chain));
+                if iptables::has_chain(&listing, &chain) {
+                    lines.push(format!("-F {chain}"));
+                    lines.push(format!("-X {chain}"));
+                }
+            }
+            iptables::restore(v6, "nat", &lines)
+        });
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    if nft_usable() {
+        let result = nft::list("inet", NFT_TABLE).and_then(|listing| {
+            let network_hash = &sha512_hex(network)[..16];
+            let script = listing.delete_rules(&format!("inet {NFT_TABLE}"), |r| {
+                r.chain == "masq_checks"
+                    && r.comment.starts_with(network_hash)
+                    && nft_attachment(&r.comment)
+                        .is_some_and(|(ifname, id)| !keep(id, Some(ifname)))
+            });
+            if script.is_empty() {
+                return Ok(());
+            }
+            nft::apply(&(script.join("\n") + "\n"))
+        });
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    NetError::collect(errors)
+}
+
+/// (ifname, container ID) from an nft masquerade comment
+/// (`<hash>-<hash>, net: N, if: I, id: C`).
+fn nft_attachment(comment: &str) -> Option<(&str, &str)> {
+    let ifname = comment.split(", if: ").nth(1)?.split(", id: ").next()?;
+    let id = comment.split(", id: ").nth(1)?;
+    Some((ifname, id))
 }
 
 fn iptables_setup(
@@ -171,32 +245,55 @@ fn iptables_setup(
 }
 
 /// The restore lines for the masquerade of `ips`: for a chain that must not exist
-/// yet (`listing` `None`), or rewriting it, given the table's `-S` listing.
+/// yet (`listing` `None`), or given the table's `-S` listing, adding only what is
+/// missing. The chain is shared by every attachment of the container on the network
+/// (its name has no ifname), so an existing one is never flushed: another
+/// attachment's rules stay, a repeated ADD converges, and a new subnet's ACCEPT goes
+/// first, ahead of the MASQUERADE.
 fn iptables_setup_lines(ips: &[IpNet], owner: &Owner, listing: Option<&[String]>) -> Vec<String> {
     let v6 = ips.first().is_some_and(|ip| ip.addr().is_ipv6());
     let chain = owner.chain();
     let comment = iptables::quote(&owner.iptables_comment());
-    // Declaring the chain creates it, or flushes it when it exists: the rules below
-    // are the whole chain either way, so a repeated ADD converges.
-    let mut lines = vec![match listing {
-        None => format!("-N {chain}"),
-        Some(_) => format!(":{chain} - [0:0]"),
-    }];
-    for (i, ip) in ips.iter().enumerate() {
-        lines.push(format!(
-            "-A {chain} -d {} -m comment --comment {comment} -j ACCEPT",
-            ip.trunc()
-        ));
-        if i == 0 {
+    let exists = listing.is_some_and(|l| iptables::has_chain(l, &chain));
+    let present = |rule: &str| listing.is_some_and(|l| l.iter().any(|x| x == rule));
+    let mut lines = Vec::new();
+    if !exists {
+        lines.push(match listing {
+            None => format!("-N {chain}"),
+            Some(_) => format!(":{chain} - [0:0]"),
+        });
+    }
+    let mut subnets: Vec<IpNet> = Vec::new();
+    for ip in ips {
+        if !subnets.contains(&ip.trunc()) {
+            subnets.push(ip.trunc());
+        }
+    }
+    let masquerade = format!(
+        "-A {chain} ! -d {} -m comment --comment {comment} -j MASQUERADE",
+        multicast(v6)
+    );
+    if exists {
+        for subnet in &subnets {
+            let rule = format!("-A {chain} -d {subnet} -m comment --comment {comment} -j ACCEPT");
+            if !present(&rule) {
+                lines.push(rule.replacen("-A ", "-I ", 1).replacen(" -d ", " 1 -d ", 1));
+            }
+        }
+        if !present(&masquerade) {
+            lines.push(masquerade);
+        }
+    } else {
+        for subnet in &subnets {
             lines.push(format!(
-                "-A {chain} ! -d {} -m comment --comment {comment} -j MASQUERADE",
-                multicast(v6)
+                "-A {chain} -d {subnet} -m comment --comment {comment} -j ACCEPT"
             ));
         }
+        lines.push(masquerade);
     }
     for ip in ips {
         let rule = format!("-A {}", jump(ip, owner));
-        if !listing.is_some_and(|l| l.contains(&rule)) {
+        if !present(&rule) {
             lines.push(rule);
         }
     }
@@ -214,26 +311,78 @@ fn jump(ip: &IpNet, owner: &Owner) -> String {
     )
 }
 
-fn iptables_teardown(v6: bool, ips: &[IpNet], owner: &Owner) -> Result<()> {
-    // The common DEL: the jumps for the container's addresses and its chain, exactly
-    // as ADD wrote them, in one restore without reading the table. `-D` of a rule
-    // that is not there fails the restore atomically, and so does `-X` of a chain
-    // that something else still jumps to (an older rule format, say): then the table
-    // is read and whatever is found is removed.
-    if !ips.is_empty() && iptables::restore(v6, "nat", &iptables_teardown_lines(ips, owner)).is_ok()
+fn iptables_teardown(v6: bool, ips: Option<&[IpNet]>, owner: &Owner) -> Result<()> {
+    // The common DEL: the only attachment of its container goes. Its jumps and the
+    // chain, exactly as ADD wrote them, in one restore without reading the table.
+    // `-D` of a rule that is not there fails the restore atomically, and so does `-X`
+    // of a chain something still jumps to (another attachment of the container, or
+    // an older rule format): then the table is read.
+    if let Some(ips) = ips
+        && iptables::restore(v6, "nat", &iptables_teardown_lines(ips, owner)).is_ok()
     {
         return Ok(());
     }
-    let chain = owner.chain();
     let listing = iptables::list(v6, "nat")?;
-    // Every jump to the chain, whatever source it names (upstream's current `-s ip`
-    // and older `-s ip/len` rules alike).
-    let mut lines = iptables::jumps_to(&listing, "POSTROUTING", &chain);
-    if iptables::has_chain(&listing, &chain) {
+    iptables::restore(v6, "nat", &iptables_precise_teardown(&listing, ips, owner))
+}
+
+/// The lines that remove, given the table's listing, the jumps of `ips` to the
+/// owner's chain (every jump with `None`), then the chain when no jump to it is
+/// left, or else the `-d <subnet> ACCEPT` rules that only `ips` needed.
+fn iptables_precise_teardown(
+    listing: &[String],
+    ips: Option<&[IpNet]>,
+    owner: &Owner,
+) -> Vec<String> {
+    let chain = owner.chain();
+    let jumps = iptables::jumps_to(listing, "POSTROUTING", &chain);
+    // A jump's source, as iptables prints it: `-s 10.22.0.5/32` (the address), or
+    // from older upstreams `-s 10.22.0.0/16` (its subnet), which is this
+    // attachment's when it holds one of its addresses.
+    let source = |line: &str| -> Option<IpNet> {
+        let mut tokens = line.split_whitespace();
+        tokens.find(|t| *t == "-s")?;
+        tokens.next()?.parse().ok()
+    };
+    let ours = |line: &String| match ips {
+        None => true,
+        Some(ips) => source(line).is_some_and(|s| ips.iter().any(|ip| s.contains(&ip.addr()))),
+    };
+    let (mine, others): (Vec<String>, Vec<String>) = jumps.into_iter().partition(ours);
+    let mut lines = mine;
+    if !iptables::has_chain(listing, &chain) {
+        return lines;
+    }
+    if others.is_empty() {
         lines.push(format!("-F {chain}"));
         lines.push(format!("-X {chain}"));
+        return lines;
     }
-    iptables::restore(v6, "nat", &lines)
+    // Another attachment still uses the chain: only the subnets no remaining source
+    // lies in lose their ACCEPT rule.
+    let remaining: Vec<std::net::IpAddr> = others
+        .iter()
+        .filter_map(|l| source(l))
+        .map(|s| s.addr())
+        .collect();
+    let head = format!("-A {chain} -d ");
+    for rule in listing
+        .iter()
+        .filter(|l| l.starts_with(&head) && l.ends_with("-j ACCEPT"))
+    {
+        let subnet = rule[head.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse::<IpNet>().ok());
+        let ours = subnet.is_some_and(|net| {
+            ips.is_some_and(|ips| ips.iter().any(|ip| net.contains(&ip.addr())))
+                && !remaining.iter().any(|r| net.contains(r))
+        });
+        if ours {
+            lines.push(format!("-D {}", &rule[3..]));
+        }
+    }
+    lines
 }
 
 /// The restore lines that remove what [`iptables_setup_lines`] wrote for `ips`.
@@ -357,12 +506,22 @@ mod tests {
                 jump.clone(),
             ]
         );
-        let listing = vec![format!("-N {chain}"), jump.clone()];
+        // A repeated ADD adds what is missing, never flushes the shared chain.
+        let accept = format!("-A {chain} -d 10.22.0.0/16 -m comment --comment {comment} -j ACCEPT");
+        let listing = vec![format!("-N {chain}"), accept.clone(), jump.clone()];
         let again = iptables_setup_lines(&ips, &owner, Some(&listing));
-        assert_eq!(again[0], format!(":{chain} - [0:0]"));
-        assert!(
-            !again.contains(&jump),
-            "the existing jump is kept, not doubled"
+        assert_eq!(
+            again,
+            vec![format!(
+                "-A {chain} ! -d 224.0.0.0/4 -m comment --comment {comment} -j MASQUERADE"
+            )]
+        );
+        // A second attachment's subnet goes ahead of the MASQUERADE.
+        let other: Vec<IpNet> = vec!["10.30.0.7/24".parse().unwrap()];
+        let second = iptables_setup_lines(&other, &owner, Some(&listing));
+        assert_eq!(
+            second[0],
+            format!("-I {chain} 1 -d 10.30.0.0/24 -m comment --comment {comment} -j ACCEPT")
         );
     }
 
@@ -395,6 +554,42 @@ mod tests {
         doubled.push(exprs[2].clone());
         assert!(!nft_skeleton_in_place(&listing(&doubled)));
         assert!(!nft_skeleton_in_place(&nft::Listing::default()));
+    }
+
+    #[test]
+    fn a_del_removes_only_its_own_attachments_jumps() {
+        let owner = owner();
+        let chain = owner.chain();
+        let comment = r#""name: \"mynet\" id: \"ctr-1\"""#;
+        let listing: Vec<String> = vec![
+            format!("-N {chain}"),
+            format!("-A POSTROUTING -s 10.22.0.5/32 -m comment --comment {comment} -j {chain}"),
+            format!("-A POSTROUTING -s 10.30.0.7/32 -m comment --comment {comment} -j {chain}"),
+            format!("-A {chain} -d 10.30.0.0/24 -m comment --comment {comment} -j ACCEPT"),
+            format!("-A {chain} -d 10.22.0.0/16 -m comment --comment {comment} -j ACCEPT"),
+            format!("-A {chain} ! -d 224.0.0.0/4 -m comment --comment {comment} -j MASQUERADE"),
+        ];
+        let eth1: Vec<IpNet> = vec!["10.30.0.7/24".parse().unwrap()];
+        assert_eq!(
+            iptables_precise_teardown(&listing, Some(&eth1), &owner),
+            vec![
+                format!("-D POSTROUTING -s 10.30.0.7/32 -m comment --comment {comment} -j {chain}"),
+                format!("-D {chain} -d 10.30.0.0/24 -m comment --comment {comment} -j ACCEPT"),
+            ]
+        );
+        // A DEL of an attachment that owns nothing removes nothing.
+        assert!(iptables_precise_teardown(&listing, Some(&[]), &owner).is_empty());
+        // The container gone and its addresses unknown: everything of it.
+        let all = iptables_precise_teardown(&listing, None, &owner);
+        assert_eq!(all.len(), 4, "{all:#?}");
+        assert_eq!(all[2..], [format!("-F {chain}"), format!("-X {chain}")]);
+    }
+
+    #[test]
+    fn nft_comments_name_their_attachment() {
+        let comment = owner().nft_comment();
+        assert_eq!(nft_attachment(&comment), Some(("eth0", "ctr-1")));
+        assert_eq!(nft_attachment("something else"), None);
     }
 
     #[test]

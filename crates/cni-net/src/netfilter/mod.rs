@@ -95,11 +95,14 @@ pub(crate) struct Started {
 impl Started {
     pub(crate) fn spawn(program: &str, args: &[&str], piped: bool) -> Result<Started> {
         let shown = format!("{program} {}", args.join(" "));
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        die_with_parent(&mut command);
+        let child = command
             .spawn()
             .map_err(|e| NetError::io(format!("running {shown}"), e))?;
         Ok(Started {
@@ -135,6 +138,22 @@ impl Started {
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// The child gets SIGKILL when the thread that started it dies: a plugin killed by
+/// its runtime must not leave an `nft` or `iptables-restore` running that commits
+/// after the runtime's DEL has cleaned up.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // prctl(2), which is async-signal-safe; it allocates and locks nothing.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
     }
 }
 
@@ -351,6 +370,29 @@ mod tests {
         assert_eq!(
             iptables::quote(r#"name: "n" id: "c""#),
             r#""name: \"n\" id: \"c\"""#
+        );
+    }
+
+    #[test]
+    fn a_started_child_dies_with_the_thread_that_started_it() {
+        // The thread starts `sleep`, then ends without waiting for it (as a killed
+        // plugin would): the child must be gone at once.
+        let pid = std::thread::spawn(|| {
+            let started = Started::spawn("sleep", &["30"], false).unwrap();
+            let pid = started.child.as_ref().unwrap().id();
+            std::mem::forget(started);
+            pid
+        })
+        .join()
+        .unwrap();
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        assert!(
+            matches!(
+                status,
+                nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+            ),
+            "{status:?}"
         );
     }
 

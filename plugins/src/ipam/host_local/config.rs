@@ -20,15 +20,10 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawConf {
-    name: String,
-    #[serde(rename = "cniVersion")]
-    cni_version: String,
     ipam: Option<RawIpam>,
     args: Option<RawArgs>,
     #[serde(rename = "runtimeConfig")]
     runtime_config: Option<RawRuntimeConfig>,
-    #[serde(rename = "cni.dev/valid-attachments")]
-    valid_attachments: Option<Vec<GcAttachment>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -219,7 +214,7 @@ impl IpamConf {
             }
             ranges.push(set);
         }
-        let version = cni_types::version::or_default(&raw.cni_version);
+        let version = args.cni_version.as_str();
         if (v4_sets > 1 || v6_sets > 1)
             && !cni_types::version::greater_than_or_equal(version, "0.3.0").unwrap_or(false)
         {
@@ -235,7 +230,7 @@ impl IpamConf {
             }
         }
         Ok(IpamConf {
-            name: raw.name,
+            name: args.network().to_string(),
             data_dir: if ipam.data_dir.is_empty() {
                 DEFAULT_DATA_DIR.to_string()
             } else {
@@ -245,7 +240,7 @@ impl IpamConf {
             routes: ipam.routes,
             ranges,
             requested_ips: requested,
-            valid_attachments: raw.valid_attachments.unwrap_or_default(),
+            valid_attachments: args.conf.valid_attachments.clone().unwrap_or_default(),
         })
     }
 }
@@ -290,6 +285,11 @@ fn canonical_range(raw: &RawRange) -> Result<Range, String> {
     if subnet.prefix_len() > bits - 2 {
         return Err(format!("Network {subnet} too small to allocate from"));
     }
+    if subnet.prefix_len() == 0 {
+        return Err(format!(
+            "Network {subnet} is every address, not a subnet to allocate from"
+        ));
+    }
     if subnet.addr() != subnet.network() {
         return Err(format!(
             "Network has host bits set. For a subnet mask of length {} the network address is {}",
@@ -308,6 +308,12 @@ fn canonical_range(raw: &RawRange) -> Result<Range, String> {
         if !subnet.contains(&ip) {
             return Err(format!("{what} {ip} not in network {subnet}"));
         }
+        // Never hand out an IPv4 subnet's network or broadcast address.
+        if subnet.addr().is_ipv4() && (ip == subnet.network() || ip == subnet.broadcast()) {
+            return Err(format!(
+                "{what} {ip} is the network or broadcast address of {subnet}"
+            ));
+        }
         Ok(Some(ip))
     };
     let network = number(&subnet.network());
@@ -324,19 +330,35 @@ fn canonical_range(raw: &RawRange) -> Result<Range, String> {
                 .map_err(|_| format!("invalid IP address: {text}"))?,
         ),
     };
+    if !subnet.contains(&gateway) {
+        return Err(format!("gateway {gateway} not in network {subnet}"));
+    }
+    let start = parse(&raw.range_start, "RangeStart")?.unwrap_or(first);
+    let end = parse(&raw.range_end, "RangeEnd")?.unwrap_or(last);
+    // Upstream's test, and its text: the end must be in the range that the start
+    // opens (an end before the start is "not in network").
+    if number(&end) < number(&start) {
+        return Err(format!(
+            "RangeEnd {end} not in network {subnet} (it is before RangeStart {start})"
+        ));
+    }
     Ok(Range {
         subnet,
-        start: parse(&raw.range_start, "RangeStart")?.unwrap_or(first),
-        end: parse(&raw.range_end, "RangeEnd")?.unwrap_or(last),
+        start,
+        end,
         gateway,
     })
 }
 
 /// `resolv.conf` as upstream reads it: `nameserver` (appended), `domain`, `search`
 /// and `options` (all fields); `#` and `;` start comments.
+///
+/// Only a regular file of at most 64 KiB is read (a symlink to one is fine, as
+/// `/etc/resolv.conf` often is): `/dev/zero` would otherwise grow memory without end.
 pub fn parse_resolv_conf(path: &str) -> Result<Dns, Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::internal(format!("open {path}: {e}")))?;
+    const CAP: u64 = 64 * 1024;
+    let text = crate::pkg::files::read_regular(std::path::Path::new(path), CAP, true)
+        .map_err(|e| Error::internal(format!("open {path}: {e}")))?;
     let mut dns = Dns::default();
     for line in text.lines() {
         let line = line.trim();
@@ -419,6 +441,99 @@ mod tests {
         assert_eq!(
             canonical_set(&[a.clone(), a]).expect_err("overlap"),
             "subnets 10.1.2.1-10.1.2.254 and 10.1.2.1-10.1.2.254 overlap"
+        );
+    }
+}
+
+#[cfg(test)]
+mod range_properties {
+    //! Whatever a config says, a range that is accepted never lets an allocation leave
+    //! it: every address handed out until exhaustion is in the subnet, between start
+    //! and end, neither the gateway nor (IPv4) the network or broadcast address, and
+    //! handed out once.
+
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ipam::host_local::allocator::Allocator;
+    use crate::ipam::host_local::store::Store;
+
+    fn v4(n: u32) -> String {
+        std::net::Ipv4Addr::from(n).to_string()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn allocations_never_leave_an_accepted_range(
+            base in 0x0a00_0000u32..0x0aff_ff00,
+            prefix in 23u8..31,
+            start in proptest::option::of(0u32..600),
+            end in proptest::option::of(0u32..600),
+            gateway in proptest::option::of(0u32..600),
+        ) {
+            let mask = u32::MAX << (32 - prefix);
+            let network = base & mask;
+            let raw = RawRange {
+                subnet: format!("{}/{prefix}", v4(network)),
+                range_start: start.map(|o| v4(network.wrapping_add(o))).unwrap_or_default(),
+                range_end: end.map(|o| v4(network.wrapping_add(o))).unwrap_or_default(),
+                gateway: gateway.map(|o| v4(network.wrapping_add(o))).unwrap_or_default(),
+            };
+            let Ok(range) = canonical_range(&raw) else {
+                return Ok(());
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path().to_str().unwrap(), "net").unwrap();
+            let set = RangeSet(vec![range.clone()]);
+            let allocator = Allocator::new(&set, &store, 0);
+            let mut seen = BTreeSet::new();
+            for i in 0.. {
+                let Ok(ip) = allocator.get(&format!("c{i}"), "eth0", None) else {
+                    break;
+                };
+                let ip = ip.address.addr();
+                prop_assert!(range.subnet.contains(&ip), "{ip} outside {}", range.subnet);
+                prop_assert!(number(&ip) >= number(&range.start) && number(&ip) <= number(&range.end), "{ip} outside {range}");
+                prop_assert!(ip != range.gateway && ip != range.subnet.network() && ip != range.subnet.broadcast(), "{ip}");
+                prop_assert!(seen.insert(ip), "{ip} twice");
+            }
+            let size = number(&range.end) - number(&range.start) + 1;
+            let gateway_inside = range.contains(&range.gateway) as u128;
+            prop_assert_eq!(seen.len() as u128, size - gateway_inside, "every address once: {}", range);
+        }
+    }
+
+    #[test]
+    fn reversed_and_host_less_ranges_are_refused() {
+        let range = |subnet: &str, start: &str, end: &str, gateway: &str| {
+            canonical_range(&RawRange {
+                subnet: subnet.into(),
+                range_start: start.into(),
+                range_end: end.into(),
+                gateway: gateway.into(),
+            })
+        };
+        assert_eq!(
+            range("10.1.2.0/24", "10.1.2.200", "10.1.2.100", "").unwrap_err(),
+            "RangeEnd 10.1.2.100 not in network 10.1.2.0/24 (it is before RangeStart 10.1.2.200)"
+        );
+        assert!(range("fd00::/64", "fd00::9", "fd00::2", "").is_err());
+        assert_eq!(
+            range("10.1.2.0/24", "", "10.1.2.255", "").unwrap_err(),
+            "RangeEnd 10.1.2.255 is the network or broadcast address of 10.1.2.0/24"
+        );
+        assert_eq!(
+            range("10.1.2.0/24", "", "", "10.9.9.1").unwrap_err(),
+            "gateway 10.9.9.1 not in network 10.1.2.0/24"
+        );
+        assert!(range("0.0.0.0/0", "", "", "").is_err());
+        assert!(range("::/0", "", "", "").is_err());
+        assert!(
+            range("10.1.2.0/24", "10.1.2.7", "10.1.2.7", "").is_ok(),
+            "one address"
         );
     }
 }

@@ -2,12 +2,22 @@
 //! `<dataDir>/<network>/<ip>` holds `<containerID>\r\n<ifname>` (no newline; old
 //! versions wrote the ID alone), `last_reserved_ip.<rangeSet>` holds the last address
 //! handed out, and `lock` is the file every process `flock`s.
+//!
+//! Crash safety (docs/reliability.md): a reservation appears with its content or not
+//! at all (written to a temporary file, then `link()`ed to the address's name, which
+//! fails if it exists), and `last_reserved_ip` is replaced by `rename()`. A temporary
+//! file can only exist while its writer holds the lock, so whoever takes the lock
+//! removes those a killed process left. An empty reservation (upstream's kill window)
+//! is garbage that the next allocation and GC reclaim. No state file is opened
+//! through a symlink.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+use crate::pkg::files::{O_NOFOLLOW, read_regular};
 use std::path::{Path, PathBuf};
 
 use cni_types::Error;
@@ -16,6 +26,10 @@ use nix::fcntl::{Flock, FlockArg};
 
 const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
 const LOCK_FILE: &str = "lock";
+/// Our temporary files; not an address, so upstream's host-local ignores them.
+const TEMP_PREFIX: &str = ".rcni-tmp-";
+/// State files are a few dozen bytes; anything larger is not ours.
+const STATE_CAP: u64 = 4096;
 /// Upstream's separator between container ID and ifname.
 const LINE_BREAK: &str = "\r\n";
 
@@ -37,19 +51,24 @@ impl Store {
         let dir = Path::new(data_dir).join(network);
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o755)
+            .mode(0o700)
             .create(&dir)
             .map_err(|e| io_error("mkdir", &dir, e))?;
+        // The network's directory itself must not be a symlink planted elsewhere.
+        let meta = std::fs::symlink_metadata(&dir).map_err(|e| io_error("stat", &dir, e))?;
+        if !meta.is_dir() {
+            return Err(io_error("open", &dir, "not a directory (a symlink?)"));
+        }
         Ok(Store { dir })
     }
 
-    /// Takes the store's exclusive lock (blocking), shared with Go's host-local.
+    /// Takes the store's exclusive lock (blocking), shared with Go's host-local,
+    /// then removes the temporary files of writers that were killed.
     pub fn lock(&self) -> Result<Lock, Error> {
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
-            .write(false)
-            .create(false)
+            .custom_flags(O_NOFOLLOW)
             .open(&path)
             .or_else(|_| {
                 OpenOptions::new()
@@ -57,16 +76,46 @@ impl Store {
                     .write(true)
                     .create(true)
                     .truncate(false)
-                    .mode(0o750)
+                    .mode(0o600)
+                    .custom_flags(O_NOFOLLOW)
                     .open(&path)
             })
             .map_err(|e| io_error("open", &path, e))?;
         let flock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| io_error("flock", &path, e))?;
+        self.sweep_temp_files();
         Ok(Lock { _flock: flock })
     }
 
-    /// Reserves `ip` for the attachment; `false` if someone holds it already.
+    /// Under the lock, every temporary file is a killed writer's.
+    fn sweep_temp_files(&self) {
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// A new file under a temporary name holding `content`; the caller links or
+    /// renames it into place.
+    fn temp_file(&self, name: &str, content: &str) -> Result<PathBuf, Error> {
+        let path = self.dir.join(format!("{TEMP_PREFIX}{name}"));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| io_error("create", &path, e))?;
+        if let Err(e) = file.write_all(content.as_bytes()) {
+            let _ = std::fs::remove_file(&path);
+            return Err(io_error("write", &path, e));
+        }
+        Ok(path)
+    }
+
+    /// Reserves `ip` for the attachment; `false` if someone holds it already. The
+    /// caller holds the lock.
     pub fn reserve(
         &self,
         container_id: &str,
@@ -75,50 +124,53 @@ impl Store {
         range_set: usize,
     ) -> Result<bool, Error> {
         let path = self.dir.join(ip.to_string());
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+        let content = format!("{}{LINE_BREAK}{ifname}", container_id.trim());
+        let temp = self.temp_file(&ip.to_string(), &content)?;
+        let mut linked = std::fs::hard_link(&temp, &path);
+        if matches!(&linked, Err(e) if e.kind() == ErrorKind::AlreadyExists)
+            && self.is_empty_reservation(&path)
         {
-            Ok(file) => file,
+            // Garbage from a writer killed between create and write (upstream).
+            let _ = std::fs::remove_file(&path);
+            linked = std::fs::hard_link(&temp, &path);
+        }
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io_error("create", &path, e)),
-        };
-        let content = format!("{}{LINE_BREAK}{ifname}", container_id.trim());
-        if let Err(e) = file.write_all(content.as_bytes()) {
-            let _ = std::fs::remove_file(&path);
-            return Err(io_error("write", &path, e));
         }
-        // Overwritten in place, then cut to length: truncating to zero first (as
-        // O_TRUNC does) makes ext4 free and reallocate the block, about 0.2 ms a call.
-        let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
-        let text = ip.to_string();
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&last)
-            .and_then(|mut f| {
-                f.write_all(text.as_bytes())?;
-                f.set_len(text.len() as u64)
-            });
+        let last = format!("{LAST_RESERVED_PREFIX}{range_set}");
+        let written = self.temp_file(&last, &ip.to_string()).and_then(|temp| {
+            std::fs::rename(&temp, self.dir.join(&last)).map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                io_error("rename", &temp, e)
+            })
+        });
         if let Err(e) = written {
             let _ = std::fs::remove_file(&path);
-            return Err(io_error("write", &last, e));
+            return Err(e);
         }
         Ok(true)
     }
 
-    pub fn last_reserved(&self, range_set: usize) -> Option<IpAddr> {
-        let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
-        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    fn is_empty_reservation(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
     }
 
+    pub fn last_reserved(&self, range_set: usize) -> Option<IpAddr> {
+        let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
+        read_regular(&path, STATE_CAP, false)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Whether `ip` is held; an empty (garbage) reservation does not count.
     pub fn is_reserved(&self, ip: &IpAddr) -> bool {
-        self.dir.join(ip.to_string()).exists()
+        let path = self.dir.join(ip.to_string());
+        std::fs::symlink_metadata(&path).is_ok() && !self.is_empty_reservation(&path)
     }
 
     /// Every reservation: (address, trimmed file content).
@@ -136,7 +188,7 @@ impl Store {
             if !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
-            if let Ok(content) = std::fs::read_to_string(&path) {
+            if let Ok(content) = read_regular(&path, STATE_CAP, false) {
                 found.push((ip, path, content.trim().to_string()));
             }
         }
@@ -178,7 +230,8 @@ impl Store {
     }
 
     /// GC: releases every reservation whose attachment is not in `valid`. A file with
-    /// the ID alone is kept while any valid attachment has that ID.
+    /// the ID alone is kept while any valid attachment has that ID; an empty one
+    /// (garbage) never is.
     pub fn release_all_but(&self, valid: &[GcAttachment]) -> Result<(), Error> {
         let pairs: BTreeSet<String> = valid
             .iter()

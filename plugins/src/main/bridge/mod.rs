@@ -80,6 +80,7 @@ impl Conf {
     fn load(req: &Request<Conf>) -> Result<Conf, Error> {
         let mut conf: Conf = req.env.config()?;
         conf.l3 = req.ipam_type().is_some();
+        crate::pkg::mtu(conf.mtu)?;
         if conf.bridge.is_empty() {
             conf.bridge = DEFAULT_BRIDGE.into();
         }
@@ -107,6 +108,7 @@ impl Conf {
         Ok(conf)
     }
 
+    /// Checked in [`Conf::load`].
     fn mtu(&self) -> u32 {
         u32::try_from(self.mtu).unwrap_or(0)
     }
@@ -247,13 +249,13 @@ impl Plugin for Bridge {
 
     fn del(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
         let conf = Conf::load(args)?;
-        let link = ContainerLink::find(cx.kernel, args)?;
+        let found = ContainerLink::find(cx.kernel, args)?;
         let masq = match conf.l3 && conf.ip_masq {
-            true => Some(teardown_masq(cx.kernel, link.as_ref(), args)?),
+            true => Some(teardown_masq(cx.kernel, &found, args)?),
             false => None,
         };
         del_beside_masq(masq, || {
-            if let Some(link) = link {
+            if let Some(link) = found.into_link() {
                 link.delete()?;
             }
             if let Some(ipam_type) = args.ipam_type() {
@@ -319,6 +321,11 @@ impl Plugin for Bridge {
             )));
         }
         check_addresses_and_routes(&mut container, &link, &prev)
+    }
+
+    fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        let conf = Conf::load(args)?;
+        crate::pkg::gc_ipam_and_masq(args, cx, conf.l3 && conf.ip_masq)
     }
 
     fn status(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {

@@ -124,6 +124,79 @@ pub(super) fn teardown(network: &str, container_ids: &[&str], v6s: &[bool]) -> R
     Ok(())
 }
 
+/// DEL of one attachment whose addresses are `ips`: its DNAT (and hairpin mark)
+/// rules go; the container's chain and its entry rules go only when no other
+/// address's DNAT is left in it (another attachment of the container).
+pub(super) fn teardown_attachment(network: &str, container_id: &str, ips: &[IpNet]) -> Result<()> {
+    for v6 in [false, true] {
+        let ours: Vec<IpAddr> = ips
+            .iter()
+            .map(|ip| ip.addr())
+            .filter(|ip| ip.is_ipv6() == v6)
+            .collect();
+        if ours.is_empty() || !iptables_usable(v6) {
+            continue;
+        }
+        let listing = iptables::list(v6, "nat")?;
+        let lines = attachment_teardown_lines(network, container_id, &ours, &listing);
+        iptables::restore(v6, "nat", &lines).map_err(|e| {
+            e.context(format!(
+                "could not teardown ipv{} dnat",
+                if v6 { 6 } else { 4 }
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// The lines [`teardown_attachment`] applies to one family's listing.
+fn attachment_teardown_lines(
+    network: &str,
+    container_id: &str,
+    ours: &[IpAddr],
+    listing: &[String],
+) -> Vec<String> {
+    let chain = dnat_chain(network, container_id);
+    let head = format!("-A {chain} ");
+    let rules: Vec<&String> = listing.iter().filter(|l| l.starts_with(&head)).collect();
+    let target = |line: &str| -> Option<IpAddr> {
+        let words = shell_words(line);
+        let at = words.iter().position(|w| w == "--to-destination")?;
+        let to = words.get(at + 1)?;
+        let host = match to.strip_prefix('[') {
+            Some(rest) => rest.split(']').next()?,
+            None => to.rsplit_once(':').map_or(to.as_str(), |(h, _)| h),
+        };
+        host.parse().ok()
+    };
+    let others: Vec<IpAddr> = rules
+        .iter()
+        .filter_map(|l| target(l))
+        .filter(|t| !ours.contains(t))
+        .collect();
+    if others.is_empty() {
+        return iptables_teardown_lines(network, &[container_id], listing);
+    }
+    let source = |line: &str| -> Option<IpNet> {
+        let words = shell_words(line);
+        let at = words.iter().position(|w| w == "-s")?;
+        let text = words.get(at + 1)?;
+        text.parse::<IpNet>()
+            .ok()
+            .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+    };
+    rules
+        .into_iter()
+        .filter(|l| {
+            target(l).is_some_and(|t| ours.contains(&t))
+                || source(l).is_some_and(|net| {
+                    ours.iter().any(|o| net.contains(o)) && !others.iter().any(|o| net.contains(o))
+                })
+        })
+        .map(|l| format!("-D {}", &l[3..]))
+        .collect()
+}
+
 pub(super) fn check(portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
     for ip in ips {
         let listing = iptables::list(ip.addr().is_ipv6(), "nat")?;
@@ -644,6 +717,37 @@ mod tests {
         listing.remove(0);
         let e = iptables_check(&pm, ip, &listing).unwrap_err().to_string();
         assert_eq!(e, format!("chain {chain} not found in iptables table nat"));
+    }
+
+    #[test]
+    fn a_del_of_one_attachment_keeps_the_others_forwarding() {
+        let chain = dnat_chain("mynet", "ctr-1");
+        let listing: Vec<String> = [
+            format!("-N {chain}"),
+            format!("-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"mynet\\\" id: \\\"ctr-1\\\"\" -m multiport --dports 80 -j {chain}"),
+            format!("-A {chain} -s 10.22.0.0/16 -p tcp -m tcp --dport 80 -j CNI-HOSTPORT-SETMARK"),
+            format!("-A {chain} -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.22.0.5:80"),
+            format!("-A {chain} -s 10.30.0.0/24 -p tcp -m tcp --dport 81 -j CNI-HOSTPORT-SETMARK"),
+            format!("-A {chain} -p tcp -m tcp --dport 81 -j DNAT --to-destination 10.30.0.7:81"),
+        ]
+        .to_vec();
+        let eth1: IpAddr = "10.30.0.7".parse().unwrap();
+        let lines = attachment_teardown_lines("mynet", "ctr-1", &[eth1], &listing);
+        assert_eq!(
+            lines,
+            vec![
+                format!(
+                    "-D {chain} -s 10.30.0.0/24 -p tcp -m tcp --dport 81 -j CNI-HOSTPORT-SETMARK"
+                ),
+                format!(
+                    "-D {chain} -p tcp -m tcp --dport 81 -j DNAT --to-destination 10.30.0.7:81"
+                ),
+            ]
+        );
+        // The last attachment: the chain and its entry rules go.
+        let eth0: IpAddr = "10.22.0.5".parse().unwrap();
+        let all = attachment_teardown_lines("mynet", "ctr-1", &[eth0, eth1], &listing);
+        assert!(all.contains(&format!("-X {chain}")), "{all:#?}");
     }
 
     #[test]

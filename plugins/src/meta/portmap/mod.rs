@@ -25,7 +25,7 @@ use cni_types::result::{Result as CniResult, v100};
 use cni_types::{Context as _, Error, Errors};
 use serde::Deserialize;
 
-use crate::pkg::Rollback;
+use crate::pkg::{ContainerLink, Rollback};
 pub use model::dnat_chain;
 use model::{self as rules, Mapping, PortMap, Snat};
 
@@ -325,24 +325,26 @@ impl Plugin for Portmap {
     fn del(&self, args: &Request<RawConf>, cx: &Context) -> Result<(), Error> {
         let conf = Conf::load(args, true).map_err(parse_failure)?;
         cx.kernel.require_firewall()?;
-        // The families prevResult names, or both: the rules are found by container
-        // ID, so DEL works without mappings or prevResult (upstream then does nothing).
-        let mut families: Vec<bool> = conf
-            .prev
-            .as_ref()
-            .map(|prev| {
-                container_ips(prev, &args.ifname)
-                    .iter()
-                    .map(|ip| ip.addr().is_ipv6())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if families.is_empty() {
-            families = vec![false, true];
-        }
-        rules::teardown(conf.backend, &conf.name, &[&args.container_id], &families)?;
-        if conf.backend == Backend::Nftables {
-            forget(&conf.state_file(&args.container_id))?;
+        // The attachment's addresses: prevResult's, else its link's in the netns. Only
+        // their rules go, so another attachment of the container keeps its own; an
+        // attachment that owns none (never added) removes nothing; with the container
+        // gone and nothing known, everything of its ID goes (upstream then does
+        // nothing and leaks).
+        let ips = match &conf.prev {
+            Some(prev) => Some(container_ips(prev, &args.ifname)),
+            None => ContainerLink::find(cx.kernel, args)?.addresses(None, &args.ifname),
+        };
+        rules::teardown_attachment(
+            conf.backend,
+            &conf.name,
+            &args.container_id,
+            ips.as_deref(),
+            &[false, true],
+        )?;
+        let state = conf.state_file(&args.container_id);
+        let recorded = std::fs::read_to_string(&state).unwrap_or_default();
+        if conf.backend == Backend::Nftables && (ips.is_none() || recorded == args.ifname) {
+            forget(&state)?;
         }
         Ok(())
     }

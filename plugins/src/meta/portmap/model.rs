@@ -164,6 +164,23 @@ pub fn teardown(
     }
 }
 
+/// Removes one attachment's forwarding: that of `ips` when they are known (empty:
+/// the attachment owns none), else (`None`: the container is gone) everything of the
+/// container ID in the families `v6s`.
+pub fn teardown_attachment(
+    backend: Backend,
+    network: &str,
+    container_id: &str,
+    ips: Option<&[IpNet]>,
+    v6s: &[bool],
+) -> Result<()> {
+    match (backend, ips) {
+        (_, None) => teardown(backend, network, &[container_id], v6s),
+        (Backend::Iptables, Some(ips)) => ipt::teardown_attachment(network, container_id, ips),
+        (Backend::Nftables, Some(ips)) => nftables::teardown_attachment(container_id, ips),
+    }
+}
+
 /// Verifies that the forwarding of `portmap` to each address in `ips` is in place.
 pub fn check(backend: Backend, portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
     match backend {

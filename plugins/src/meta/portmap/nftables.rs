@@ -79,6 +79,33 @@ pub(super) fn teardown(container_ids: &[&str], v6s: &[bool]) -> Result<()> {
     nft::apply(&script_text(&script)).map_err(|e| e.context("error deleting nftables rules"))
 }
 
+/// DEL of one attachment whose addresses are `ips`: the container's rules that
+/// forward to or masquerade for those addresses (the comment is the container ID
+/// alone, so the address in the rule tells the attachments apart).
+pub(super) fn teardown_attachment(container_id: &str, ips: &[IpNet]) -> Result<()> {
+    let mut script = Vec::new();
+    for v6 in [false, true] {
+        let ours: Vec<String> = ips
+            .iter()
+            .filter(|ip| ip.addr().is_ipv6() == v6)
+            .map(|ip| format!("\"{}\"", ip.addr()))
+            .collect();
+        if ours.is_empty() {
+            continue;
+        }
+        let listing = nft::list(nft_family(v6), NFT_TABLE)?;
+        let table = format!("{} {NFT_TABLE}", nft_family(v6));
+        script.extend(listing.delete_rules(&table, |r| {
+            NFT_RULE_CHAINS.contains(&r.chain.as_str())
+                && r.comment == container_id
+                && ours
+                    .iter()
+                    .any(|ip| r.expr.to_string().contains(ip.as_str()))
+        }));
+    }
+    nft::apply(&script_text(&script)).map_err(|e| e.context("error deleting nftables rules"))
+}
+
 pub(super) fn check(portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
     for ip in ips {
         let listing = nft::list(nft_family(ip.addr().is_ipv6()), NFT_TABLE)?;

@@ -1,0 +1,78 @@
+//! Reading files that come from configs or from state directories: regular files
+//! only, with a size cap, and (for state) without following a symlink, so that
+//! `resolvConf: /dev/zero` or a symlink planted in a data directory can neither hang
+//! a plugin nor make it read or overwrite another file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// `O_NOFOLLOW`: a symlink as the last path component fails the open with ELOOP.
+pub const O_NOFOLLOW: i32 = nix::libc::O_NOFOLLOW;
+
+/// Opens `path` for reading; with `follow` false a symlink is refused. Anything but a
+/// regular file (a device, a FIFO, a directory) is refused as well.
+pub fn open_regular(path: &Path, follow: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
+    let mut flags = nix::libc::O_NONBLOCK;
+    if !follow {
+        flags |= O_NOFOLLOW;
+    }
+    let file = options.custom_flags(flags).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// The text of a regular file of at most `cap` bytes.
+pub fn read_regular(path: &Path, cap: u64, follow: bool) -> std::io::Result<String> {
+    let file = open_regular(path, follow)?;
+    let mut text = String::new();
+    file.take(cap + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {cap} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_symlinks_and_large_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "abc").unwrap();
+        assert_eq!(read_regular(&file, 10, false).unwrap(), "abc");
+        assert!(read_regular(&file, 2, false).is_err(), "over the cap");
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(
+            read_regular(&link, 10, false).is_err(),
+            "a symlink in state"
+        );
+        assert_eq!(
+            read_regular(&link, 10, true).unwrap(),
+            "abc",
+            "followed in configs"
+        );
+        for device in ["/dev/zero", "/dev/urandom", "/dev/null"] {
+            assert!(
+                read_regular(Path::new(device), 10, true).is_err(),
+                "{device}"
+            );
+        }
+        assert!(read_regular(dir.path(), 10, true).is_err(), "a directory");
+    }
+}
