@@ -228,6 +228,17 @@ fn tuple_matches(tuple: &[u8], protocol: u8, port: u16) -> bool {
     number == Some(protocol) && dst_port == Some(port)
 }
 
+/// Reads an entry the way [`delete_by_dst_port`] does (for the fuzz tests).
+#[cfg(test)]
+pub(crate) fn fuzz_entry(entry: &[u8]) {
+    for kind in [CTA_TUPLE_ORIG, CTA_ZONE, 0, 0xffff] {
+        if let Some(tuple) = attribute(entry, kind) {
+            let _ = tuple_matches(tuple_payload(tuple), IPPROTO_UDP, 53);
+        }
+    }
+    let _ = attributes(entry).count();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,6 +248,26 @@ fn sweep_stale_temp_files(dir: &Path) {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+        /// Whatever is in a cache file (truncated, foreign, garbage), reading it gives
+        /// an entry or a legacy result, never a panic.
+        #[test]
+        fn any_cache_file_reads_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            cut in 0usize..400,
+        ) {
+            let _ = parse(&bytes);
+            let entry = format!(
+                r#"{{"kind":"cniCacheV1","containerId":"c","config":"{}","ifName":"eth0","networkName":"n","result":{}}}"#,
+                String::from_utf8_lossy(&bytes).replace('"', ""),
+                serde_json::to_string(&String::from_utf8_lossy(&bytes)).unwrap_or_default()
+            );
+            let _ = parse(&entry.as_bytes()[..cut.min(entry.len())]);
+            let _ = parse(entry.as_bytes());
+        }
+    }
+
     #[test]
     fn a_write_sweeps_the_temp_files_of_dead_writers_only() {
         let dir = tempfile::tempdir().unwrap();

@@ -312,7 +312,12 @@ pub mod nft {
             }
             Err(e) => return Err(e),
         };
-        let json: Value = serde_json::from_str(&out)
+        parse_listing(&out)
+    }
+
+    /// A listing from `nft -j list table` output; malformed output is an error.
+    pub fn parse_listing(out: &str) -> Result<Listing> {
+        let json: Value = serde_json::from_str(out)
             .map_err(|e| crate::NetError::Other(format!("parsing nft -j output: {e}")))?;
         let mut listing = Listing::default();
         for item in json["nftables"].as_array().into_iter().flatten() {

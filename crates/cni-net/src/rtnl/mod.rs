@@ -162,48 +162,72 @@ impl Netlink {
         socket.send(&buffer, 0).map_err(|e| NetError::io(op, e))?;
 
         let expects_more = flags & NLM_F_DUMP == NLM_F_DUMP || flags & NLM_F_ECHO != 0;
-        let mut replies = Vec::new();
-        let mut interrupted = false;
+        let mut replies = Replies::default();
         loop {
             let (bytes, _) = socket.recv_from_full().map_err(|e| NetError::io(op, e))?;
-            let mut offset = 0;
-            while offset < bytes.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..])
-                    .map_err(|e| NetError::Decode {
-                        op: op.to_string(),
-                        detail: e.to_string(),
-                    })?;
-                let length = (reply.header.length as usize).max(16);
-                offset += (length + 3) & !3;
-                if reply.header.sequence_number != self.sequence {
-                    continue;
-                }
-                if reply.header.flags & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
-                }
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(inner) => {
-                        replies.push(inner);
-                        if !expects_more {
-                            return Ok((replies, interrupted));
-                        }
-                    }
-                    NetlinkPayload::Done(_) => return Ok((replies, interrupted)),
-                    NetlinkPayload::Error(error) => match error.code {
-                        None => return Ok((replies, interrupted)),
-                        Some(code) => {
-                            return Err(NetError::Kernel {
-                                op: op.to_string(),
-                                errno: code.get().abs(),
-                                message: extended_ack_message(reply.header.flags, &error.header),
-                            });
-                        }
-                    },
-                    _ => {}
-                }
+            if decode_buffer(&bytes, self.sequence, expects_more, op, &mut replies)? {
+                return Ok((replies.messages, replies.interrupted));
             }
         }
     }
+}
+
+/// What the replies to one request have brought so far.
+#[derive(Default)]
+struct Replies {
+    messages: Vec<RouteNetlinkMessage>,
+    interrupted: bool,
+}
+
+/// Reads one received buffer of replies to request `sequence` into `replies`;
+/// `true` once the request is answered (its ack, the end of the dump, or the one reply
+/// a plain request gets). A malformed buffer is an error, never a panic or a loop.
+fn decode_buffer(
+    bytes: &[u8],
+    sequence: u32,
+    expects_more: bool,
+    op: &str,
+    replies: &mut Replies,
+) -> Result<bool> {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let reply =
+            NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..]).map_err(|e| {
+                NetError::Decode {
+                    op: op.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+        let length = (reply.header.length as usize).max(16);
+        offset += (length + 3) & !3;
+        if reply.header.sequence_number != sequence {
+            continue;
+        }
+        if reply.header.flags & NLM_F_DUMP_INTR != 0 {
+            replies.interrupted = true;
+        }
+        match reply.payload {
+            NetlinkPayload::InnerMessage(inner) => {
+                replies.messages.push(inner);
+                if !expects_more {
+                    return Ok(true);
+                }
+            }
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::Error(error) => match error.code {
+                None => return Ok(true),
+                Some(code) => {
+                    return Err(NetError::Kernel {
+                        op: op.to_string(),
+                        errno: code.get().abs(),
+                        message: extended_ack_message(reply.header.flags, &error.header),
+                    });
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(false)
 }
 
 /// The request a fake kernel receives: the serialised message, parsed back.
@@ -252,6 +276,9 @@ fn extended_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
