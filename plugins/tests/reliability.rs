@@ -375,3 +375,113 @@ fn wrong_types_and_out_of_range_numbers_are_config_errors() {
     assert!(reservations(&dir).is_empty());
     assert!(!links(&sandbox, sandbox.host_name()).contains(&"cni-rel".to_string()));
 }
+
+/// Hostile state: foreign files and directories in host-local's data directory are
+/// neither taken for reservations nor removed by DEL or GC.
+#[test]
+fn foreign_files_in_the_data_directory_are_left_alone() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    let run = Runner::new(&sandbox);
+    let data = sandbox.state_dir().join("hl");
+    let dir = data.join("hl");
+    std::fs::create_dir_all(dir.join("10.47.0.12")).expect("a directory named like an address");
+    std::fs::write(dir.join("notes.txt"), "mine").expect("foreign");
+    std::fs::write(dir.join("10.47.0.13.bak"), "c9\r\neth0").expect("foreign");
+    let conf = host_local_conf(&data, "10.47.0.20");
+    let ips: Vec<String> = (0..3)
+        .map(|i| {
+            let r = run.add(&plugin("host-local"), &format!("c{i}"), "eth0", &conf);
+            r["ips"][0]["address"].as_str().expect("ip").to_string()
+        })
+        .collect();
+    assert!(!ips.contains(&"10.47.0.12/24".to_string()), "{ips:?}");
+    let mut gc: Value = serde_json::from_str(&conf).expect("conf");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    run.ok(&plugin("host-local"), "GC", "", "", &gc.to_string());
+    let left: Vec<_> = reservations(&dir)
+        .into_iter()
+        .filter(|(name, _)| dir.join(name).is_file())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(dir.join("notes.txt").exists() && dir.join("10.47.0.13.bak").exists());
+    assert!(dir.join("10.47.0.12").is_dir());
+}
+
+/// Hostile input: names that would climb out of a directory or break a line are
+/// refused before anything is written.
+#[test]
+fn path_and_line_breaking_names_are_refused() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    let run = Runner::new(&sandbox);
+    let data = sandbox.state_dir().join("hl");
+    for name in ["../escape", "a/b", "net\nx", "q\"uote"] {
+        let conf = json!({"cniVersion": "1.0.0", "name": name, "type": "host-local",
+            "ipam": {"type": "host-local", "dataDir": data, "subnet": "10.49.0.0/24"}});
+        let (code, _) = run.fails(
+            &plugin("host-local"),
+            "ADD",
+            "c",
+            "eth0",
+            "",
+            &conf.to_string(),
+        );
+        assert_eq!(code, 7, "network name {name:?}");
+    }
+    let conf = host_local_conf(&data, "10.47.0.20");
+    for id in ["../c", "c\nd", "c\"d"] {
+        let (code, _) = run.fails(&plugin("host-local"), "ADD", id, "eth0", "", &conf);
+        assert_eq!(code, 4, "container ID {id:?}");
+    }
+    for ifname in ["../e", "a/b", "e\nf"] {
+        let (code, _) = run.fails(&plugin("host-local"), "ADD", "c", ifname, "", &conf);
+        assert_eq!(code, 4, "ifname {ifname:?}");
+    }
+    let files: Vec<_> = std::fs::read_dir(sandbox.state_dir())
+        .expect("state")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(files.len() <= 1, "only the data directory: {files:?}");
+}
+
+/// Hostile input: raw firewall text from a config cannot carry a second command into
+/// an `iptables-restore` or `nft -f` script.
+#[test]
+fn firewall_text_from_the_config_cannot_inject_commands() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    let run = Runner::new(&sandbox);
+    let base = json!({
+        "cniVersion": "1.0.0", "name": "relpm", "type": "portmap",
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+        "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.45.0.5/24"}]},
+    });
+    for (key, value) in [
+        ("conditionsV4", json!(["-s", "10.0.0.0/8\n-F INPUT"])),
+        ("nft", json!(["ip saddr 10.0.0.0/8 ; flush ruleset"])),
+        ("externalSetMarkChain", json!("MARK -j ACCEPT")),
+        ("externalSetMarkChain", json!("X\nCOMMIT")),
+    ] {
+        let mut conf = base.clone();
+        if key == "nft" {
+            conf["backend"] = json!("nftables");
+            conf["conditionsV4"] = value.clone();
+        } else {
+            conf[key] = value.clone();
+        }
+        let (code, msg) = run.fails(
+            &plugin("portmap"),
+            "ADD",
+            "pod",
+            "eth0",
+            "",
+            &conf.to_string(),
+        );
+        assert_eq!(code, 999, "{key} {value}: {msg}");
+        assert!(msg.contains("invalid"), "{msg}");
+    }
+    let nat = iptables_nat(&sandbox, false);
+    assert!(!nat.contains("CNI-"), "{nat}");
+}

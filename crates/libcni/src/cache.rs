@@ -141,7 +141,7 @@ impl Cache {
     /// Reads an attachment's file: `None` if it is missing or empty.
     pub fn read(&self, network: &str, rt: &RuntimeConf) -> Result<Option<Cached>, Error> {
         let path = self.path(network, rt)?;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_entry(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::Cache(e.to_string())),
@@ -179,7 +179,7 @@ impl Cache {
                     continue;
                 }
             }
-            let Ok(bytes) = std::fs::read(self.results_dir().join(&name)) else {
+            let Ok(bytes) = read_entry(&self.results_dir().join(&name)) else {
                 continue;
             };
             let Cached::Entry(entry) = parse(&bytes) else {
@@ -202,6 +202,12 @@ fn parse(bytes: &[u8]) -> Cached {
         Ok(entry) if entry.kind == KIND => Cached::Entry(entry),
         _ => Cached::LegacyResult(bytes.to_vec()),
     }
+}
+
+/// A cache entry: a regular file of at most 1 MiB, never read through a symlink (a
+/// planted link or device must not make a runtime read elsewhere or hang).
+fn read_entry(path: &Path) -> std::io::Result<Vec<u8>> {
+    cni_skel::files::read_regular_bytes(path, 1 << 20, false)
 }
 
 /// Temporary files of this process are `.tmp-<pid>-<random>`, so the ones a killed
@@ -266,6 +272,25 @@ mod tests {
             let _ = parse(&entry.as_bytes()[..cut.min(entry.len())]);
             let _ = parse(entry.as_bytes());
         }
+    }
+
+    #[test]
+    fn planted_symlinks_are_not_read_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let rt = rt("c1", "eth0");
+        let path = cache.path("net", &rt).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "{}").unwrap();
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        assert!(cache.read("net", &rt).is_err(), "a symlink is not followed");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        write_atomically(&path, b"{}").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! [`run`] is the same dispatcher without process globals, for tests, for running a
 //! plugin in-process, and for running it against the fake kernel.
 
+pub mod files;
 pub mod invoke;
 
 use std::io::{Read, Write};

@@ -246,6 +246,57 @@ impl Sandbox {
             .expect("enter the sandbox host netns")
     }
 
+    /// Starts a plugin in the host namespace as [`Sandbox::run_plugin`] does, and
+    /// SIGKILLs it `after` its start: the plugin alone, or (`group`) its whole process
+    /// group, children included. Returns whether it was still running then.
+    pub fn kill_plugin_after(
+        &self,
+        binary: &Path,
+        call: &Call,
+        stdin: &str,
+        after: std::time::Duration,
+        group: bool,
+    ) -> bool {
+        use std::io::Write;
+        use std::os::unix::process::CommandExt;
+        let mut child = self
+            .host
+            .run(|| {
+                let mut command = Command::new(binary);
+                command
+                    .env_clear()
+                    .env(
+                        "PATH",
+                        std::env::var("PATH")
+                            .unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                    )
+                    .envs(call.env())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if group {
+                    command.process_group(0);
+                }
+                command.spawn()
+            })
+            .expect("enter the sandbox host netns")
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        if let Some(mut pipe) = child.stdin.take() {
+            let _ = pipe.write_all(stdin.as_bytes());
+        }
+        std::thread::sleep(after);
+        let running = matches!(child.try_wait(), Ok(None));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let signal = nix::sys::signal::Signal::SIGKILL;
+        let _ = if group {
+            nix::sys::signal::killpg(pid, signal)
+        } else {
+            nix::sys::signal::kill(pid, signal)
+        };
+        let _ = child.wait();
+        running
+    }
+
     /// Runs a program inside the host namespace with extra environment variables,
     /// as a runtime tool (cnitool, the scripts) would run on that host.
     pub fn run_in_host(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {

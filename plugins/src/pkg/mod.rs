@@ -2,7 +2,7 @@
 //! ADD, the container link helpers and the CHECK of addresses and routes, and the
 //! masquerade glue of bridge and ptp.
 
-pub mod files;
+pub use cni_skel::files;
 mod ipam;
 mod link;
 mod masq;

@@ -195,6 +195,17 @@ pub mod iptables {
         start_restore(v6)?.finish(table, lines)
     }
 
+    /// A line with a control character would end early and smuggle in another
+    /// restore command (a newline) or confuse the parser: refused, whatever made it.
+    fn check_lines(lines: &[String]) -> Result<()> {
+        match lines.iter().find(|l| l.chars().any(char::is_control)) {
+            Some(line) => Err(crate::NetError::Invalid(format!(
+                "refusing an iptables-restore line with a control character: {line:?}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// An `iptables-restore --noflush` started ahead of its input (see [`Started`]).
     pub struct Restore(Started);
 
@@ -209,6 +220,7 @@ pub mod iptables {
             if lines.is_empty() {
                 return Ok(());
             }
+            check_lines(lines)?;
             let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
             self.0.finish(Some(&input)).map(drop)
         }
@@ -376,6 +388,15 @@ mod tests {
             iptables::quote(r#"name: "n" id: "c""#),
             r#""name: \"n\" id: \"c\"""#
         );
+    }
+
+    #[test]
+    fn restore_lines_with_control_characters_are_refused() {
+        let bad = vec!["-A X -j ACCEPT\n-F INPUT".to_string()];
+        let e = iptables::start_restore(false)
+            .and_then(|r| r.finish("nat", &bad))
+            .unwrap_err();
+        assert!(matches!(e, NetError::Invalid(_)), "{e}");
     }
 
     #[test]

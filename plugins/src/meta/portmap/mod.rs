@@ -114,6 +114,17 @@ impl Conf {
             return Err(Error::internal("MasqMarkBit must be between 0 and 31"));
         }
         let backend = backend(raw)?;
+        if let Some(chain) = &raw.external_set_mark_chain {
+            check_chain_name(chain)?;
+        }
+        for (what, conditions) in [
+            ("conditionsV4", &raw.conditions_v4),
+            ("conditionsV6", &raw.conditions_v6),
+        ] {
+            for condition in conditions.iter().flatten() {
+                check_raw_text(what, condition, backend == Backend::Nftables)?;
+            }
+        }
         let snat = match (
             raw.snat.unwrap_or(true),
             raw.external_set_mark_chain.clone(),
@@ -212,6 +223,32 @@ fn backend(raw: &RawConf) -> Result<Backend, Error> {
         "nftables" => Ok(Backend::Nftables),
         other => Err(Error::internal(format!("unrecognized backend {other:?}"))),
     }
+}
+
+/// Raw firewall text from the config (conditions, the external mark chain) goes into
+/// `iptables-restore` and `nft -f` scripts as it is: it must not carry a second
+/// command (a newline, a control character, or for nft a `;`).
+fn check_raw_text(what: &str, text: &str, nft: bool) -> Result<(), Error> {
+    if text.chars().any(char::is_control) || (nft && text.contains(';')) {
+        return Err(Error::internal(format!(
+            "invalid {what} {text:?}: no control characters{}",
+            if nft { " or ';'" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// iptables chain names: 1 to 28 characters, no white space or quotes.
+fn check_chain_name(chain: &str) -> Result<(), Error> {
+    if chain.is_empty()
+        || chain.len() > 28
+        || chain.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
+    {
+        return Err(Error::internal(format!(
+            "invalid externalSetMarkChain {chain:?}: an iptables chain name has 1 to 28 characters, no spaces or quotes"
+        )));
+    }
+    Ok(())
 }
 
 fn mapping(raw: &RawMapping) -> Result<Mapping, Error> {

@@ -31,18 +31,24 @@ pub fn open_regular(path: &Path, follow: bool) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// The text of a regular file of at most `cap` bytes.
-pub fn read_regular(path: &Path, cap: u64, follow: bool) -> std::io::Result<String> {
+/// The bytes of a regular file of at most `cap` bytes.
+pub fn read_regular_bytes(path: &Path, cap: u64, follow: bool) -> std::io::Result<Vec<u8>> {
     let file = open_regular(path, follow)?;
-    let mut text = String::new();
-    file.take(cap + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > cap {
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
         return Err(std::io::Error::new(
             ErrorKind::InvalidData,
             format!("larger than {cap} bytes"),
         ));
     }
-    Ok(text)
+    Ok(bytes)
+}
+
+/// The text of a regular file of at most `cap` bytes.
+pub fn read_regular(path: &Path, cap: u64, follow: bool) -> std::io::Result<String> {
+    String::from_utf8(read_regular_bytes(path, cap, follow)?)
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]
