@@ -263,7 +263,7 @@ fn run(plugin: &'static str, command: &str, stdin: &str) -> (i32, String) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 250, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(250), ..ProptestConfig::default() })]
 
     #[test]
     fn every_plugin_answers_any_config_with_a_result_or_an_error(

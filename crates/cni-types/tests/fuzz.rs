@@ -174,7 +174,7 @@ fn result_like() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1500), ..ProptestConfig::default() })]
 
     #[test]
     fn plausible_results_convert_to_every_version_without_panicking(doc in result_like()) {

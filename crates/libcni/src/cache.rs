@@ -255,7 +255,7 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1000), ..Default::default() })]
         /// Whatever is in a cache file (truncated, foreign, garbage), reading it gives
         /// an entry or a legacy result, never a panic.
         #[test]

@@ -465,7 +465,7 @@ mod range_properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
         #[test]
         fn allocations_never_leave_an_accepted_range(
             base in 0x0a00_0000u32..0x0aff_ff00,
