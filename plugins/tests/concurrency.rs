@@ -6,20 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use cni_testkit::conformance::{SandboxTarget, Target};
-use cni_testkit::{Call, Sandbox, require_root};
-use common::{error_of, plugin, plugin_dir, reservations};
+use cni_testkit::{Sandbox, require_root};
+use common::{call, error_of, plugin, plugin_dir, reservations};
 use serde_json::{Value, json};
-
-fn call<'a>(command: &'a str, id: &'a str, netns: &'a str, path: &'a str) -> Call<'a> {
-    Call {
-        command,
-        container_id: id,
-        netns,
-        ifname: "eth0",
-        path,
-        ..Default::default()
-    }
-}
 
 fn host_local_conf(data: &std::path::Path, subnet: &str, end: Option<&str>) -> String {
     let mut ipam = json!({"type": "host-local", "subnet": subnet, "dataDir": data});

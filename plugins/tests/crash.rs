@@ -10,8 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cni_testkit::conformance::{SandboxTarget, Target};
-use cni_testkit::{Call, Sandbox, require_root};
-use common::{plugin, plugin_dir};
+use cni_testkit::{Sandbox, require_root};
+use common::{call, plugin, plugin_dir};
 use serde_json::{Value, json};
 
 /// Killed ADDs (the plugin still running when the signal came) per plugin.
@@ -46,17 +46,6 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
-    }
-}
-
-fn call<'a>(command: &'a str, id: &'a str, netns: &'a str, path: &'a str) -> Call<'a> {
-    Call {
-        command,
-        container_id: id,
-        netns,
-        ifname: "eth0",
-        path,
-        ..Default::default()
     }
 }
 

@@ -77,12 +77,7 @@ impl Plugin for Ptp {
         };
         let veth = setup_veth(kernel, &mut host, &mut container, &netns, &request)?;
         let container_index = veth.container.index;
-        let netns_ref = &netns;
-        rollback.push(move || {
-            if let Ok(mut netlink) = kernel.netlink(netns_ref) {
-                let _ = netlink.delete_link(container_index);
-            }
-        });
+        rollback.push_link_removal(kernel, &netns, container_index);
 
         let mut result = ipam;
         result.cni_version = cni_types::version::CURRENT.into();

@@ -1,5 +1,7 @@
 //! Rollback of a failed ADD.
 
+use cni_net::{Kernel, NetNs};
+
 /// Undo work of a failing ADD: each registered step runs, in reverse order, when
 /// the guard is dropped without [`Rollback::done`] (upstream only releases the IPAM
 /// address; this also removes the veth and the firewall rules).
@@ -11,6 +13,15 @@ pub struct Rollback<'a> {
 impl<'a> Rollback<'a> {
     pub fn push(&mut self, step: impl FnOnce() + 'a) {
         self.steps.push(Box::new(step));
+    }
+
+    /// Deletes link `index` of `netns` (a veth takes its peer along) if the ADD fails.
+    pub fn push_link_removal(&mut self, kernel: &'a Kernel, netns: &'a NetNs, index: u32) {
+        self.push(move || {
+            if let Ok(mut netlink) = kernel.netlink(netns) {
+                let _ = netlink.delete_link(index);
+            }
+        });
     }
 
     pub fn done(mut self) {

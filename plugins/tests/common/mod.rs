@@ -174,3 +174,20 @@ pub fn conformance_on_fake(
 pub const ALL_VERSIONS: [&str; 7] = [
     "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
 ];
+
+/// A call for `eth0` of container `id` in `netns`, with `CNI_PATH` = `path`.
+pub fn call<'a>(
+    command: &'a str,
+    id: &'a str,
+    netns: &'a str,
+    path: &'a str,
+) -> cni_testkit::Call<'a> {
+    cni_testkit::Call {
+        command,
+        container_id: id,
+        netns,
+        ifname: "eth0",
+        path,
+        ..Default::default()
+    }
+}

@@ -193,12 +193,7 @@ impl Plugin for Bridge {
         };
         let veth = setup_veth(kernel, &mut host, &mut container, &netns, &request)?;
         let container_index = veth.container.index;
-        let netns_ref = &netns;
-        rollback.push(move || {
-            if let Ok(mut netlink) = kernel.netlink(netns_ref) {
-                let _ = netlink.delete_link(container_index);
-            }
-        });
+        rollback.push_link_removal(kernel, &netns, container_index);
         attach_to_bridge(&mut host, &veth.host, &conf, &trunk)?;
         let mut result = interfaces(&bridge, &veth.host, &veth.container, &args.netns);
         if conf.macspoofchk {

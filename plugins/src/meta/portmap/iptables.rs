@@ -480,41 +480,7 @@ fn shell_words(line: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::meta::portmap::model::Mapping;
-
-    fn mappings() -> Vec<Mapping> {
-        vec![
-            Mapping {
-                host_port: 8080,
-                container_port: 80,
-                protocol: "tcp".into(),
-                host_ip: None,
-            },
-            Mapping {
-                host_port: 8443,
-                container_port: 443,
-                protocol: "tcp".into(),
-                host_ip: Some("192.0.2.1".parse().unwrap()),
-            },
-            Mapping {
-                host_port: 5300,
-                container_port: 53,
-                protocol: "udp".into(),
-                host_ip: Some("2001:db8::1".parse().unwrap()),
-            },
-        ]
-    }
-
-    fn portmap(mappings: &[Mapping]) -> PortMap<'_> {
-        PortMap {
-            network: "mynet",
-            container_id: "ctr-1",
-            mappings,
-            snat: Snat::MarkBit(13),
-            masq_all: false,
-            conditions_v4: &[],
-            conditions_v6: &[],
-        }
-    }
+    use crate::meta::portmap::model::fixtures::{mappings, portmap};
 
     #[test]
     fn without_a_listing_only_the_new_container_chain_and_its_jumps_are_written() {

@@ -189,6 +189,47 @@ pub fn check(backend: Backend, portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
     }
 }
 
+/// The mappings and port map the backends' unit tests render.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use super::*;
+
+    pub fn mappings() -> Vec<Mapping> {
+        vec![
+            Mapping {
+                host_port: 8080,
+                container_port: 80,
+                protocol: "tcp".into(),
+                host_ip: None,
+            },
+            Mapping {
+                host_port: 8443,
+                container_port: 443,
+                protocol: "tcp".into(),
+                host_ip: Some("192.0.2.1".parse().unwrap()),
+            },
+            Mapping {
+                host_port: 5300,
+                container_port: 53,
+                protocol: "udp".into(),
+                host_ip: Some("2001:db8::1".parse().unwrap()),
+            },
+        ]
+    }
+
+    pub fn portmap(mappings: &[Mapping]) -> PortMap<'_> {
+        PortMap {
+            network: "mynet",
+            container_id: "ctr-1",
+            mappings,
+            snat: Snat::MarkBit(13),
+            masq_all: false,
+            conditions_v4: &[],
+            conditions_v6: &[],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
