@@ -19,6 +19,7 @@ pub mod iface;
 mod kernel;
 pub mod netfilter;
 pub mod netns;
+pub mod nft;
 pub mod rtnl;
 pub mod sysctl;
 pub mod tap;

@@ -220,7 +220,7 @@ fn decode_buffer(
                     return Err(NetError::Kernel {
                         op: op.to_string(),
                         errno: code.get().abs(),
-                        message: extended_ack_message(reply.header.flags, &error.header),
+                        message: ack_text(reply.header.flags, &error.header),
                     });
                 }
             },
@@ -249,7 +249,7 @@ fn parse_request(bytes: &[u8], op: &str) -> Result<RouteNetlinkMessage> {
 /// The `NLMSGERR_ATTR_MSG` text of an error reply, if the kernel sent one. The payload
 /// after the error code is the request's header (and, unless capped, its body), then
 /// the extended-ack attributes.
-fn extended_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
+pub(crate) fn ack_text(flags: u16, payload: &[u8]) -> Option<String> {
     const NLM_F_CAPPED: u16 = 0x100;
     const NLM_F_ACK_TLVS: u16 = 0x200;
     const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -293,10 +293,10 @@ mod tests {
         payload.extend_from_slice(&1u16.to_ne_bytes());
         payload.extend_from_slice(text);
         assert_eq!(
-            extended_ack_message(0x300, &payload).as_deref(),
+            ack_text(0x300, &payload).as_deref(),
             Some("Unknown device type")
         );
-        assert_eq!(extended_ack_message(0, &payload), None);
+        assert_eq!(ack_text(0, &payload), None);
     }
 
     #[test]
