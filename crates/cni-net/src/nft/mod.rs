@@ -523,6 +523,22 @@ fn rule_from(attrs: &[u8], table: &str) -> Option<Rule> {
     })
 }
 
+/// A rule message's attributes as the kernel dumps them, for the fuzz tests to mutate.
+#[cfg(test)]
+pub(crate) fn fuzz_seed() -> Vec<u8> {
+    let mut e = matches::nfproto(false);
+    e.extend(matches::address(matches::Field::Daddr, "224.0.0.0/4".parse().unwrap(), true));
+    e.extend(matches::dnat("10.0.0.2".parse().unwrap(), 80));
+    e.push(Expr::Verdict(Verdict::Jump("c".into())));
+    let mut a = Attrs::new();
+    a.str(NFTA_RULE_TABLE, "t")
+        .str(NFTA_RULE_CHAIN, "c")
+        .u64(NFTA_RULE_HANDLE, 7)
+        .nested(NFTA_RULE_EXPRESSIONS, &expr::encode_list(&e))
+        .bytes(NFTA_RULE_USERDATA, &comment_userdata("x"));
+    a.0
+}
+
 /// Parses one dump reply message (attributes after `nfgenmsg`) as a rule, for the
 /// fuzz tests: never panics.
 #[cfg(test)]

@@ -126,6 +126,20 @@ proptest! {
     }
 
     #[test]
+    fn nf_tables_rule_dumps_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+    ) {
+        crate::nft::fuzz_rule(&bytes);
+        let mut seed = crate::nft::fuzz_seed();
+        for (at, value) in flips {
+            let i = at.index(seed.len());
+            seed[i] = value;
+        }
+        crate::nft::fuzz_rule(&seed);
+    }
+
+    #[test]
     fn conntrack_attribute_walks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         crate::conntrack::fuzz_entry(&bytes);
     }
