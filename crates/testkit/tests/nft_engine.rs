@@ -68,7 +68,7 @@ fn ours(masq: &str) -> Batch {
         t,
         Some("Masquerading for plugins from github.com/containernetworking/plugins"),
     )
-    .unwrap();
+    .expect("engine");
     b.add_chain(
         inet,
         t,
@@ -76,7 +76,7 @@ fn ours(masq: &str) -> Batch {
         None,
         Some("Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"),
     )
-    .unwrap();
+    .expect("engine");
     let nat_post = BaseChain {
         kind: "nat",
         hook: Hook::Postrouting,
@@ -84,7 +84,7 @@ fn ours(masq: &str) -> Batch {
         accept_policy: false,
     };
     b.add_chain(inet, t, "postrouting", Some(nat_post), None)
-        .unwrap();
+        .expect("engine");
     let skip = |v6: bool, multicast: &str| {
         let mut e = matches::nfproto(v6);
         e.extend(matches::address(Field::Daddr, net(multicast), true));
@@ -92,9 +92,9 @@ fn ours(masq: &str) -> Batch {
         e
     };
     b.add_rule(inet, t, "postrouting", &skip(false, "224.0.0.0/4"), None)
-        .unwrap();
+        .expect("engine");
     b.add_rule(inet, t, "postrouting", &skip(true, "ff00::/8"), None)
-        .unwrap();
+        .expect("engine");
     b.add_rule(
         inet,
         t,
@@ -102,7 +102,7 @@ fn ours(masq: &str) -> Batch {
         &[matches::verdict(Verdict::Goto("masq_checks".into()))],
         None,
     )
-    .unwrap();
+    .expect("engine");
     for (addr, subnet) in [
         ("10.88.0.2/32", "10.88.0.0/16"),
         ("fd00::2/128", "fd00::/64"),
@@ -111,14 +111,16 @@ fn ours(masq: &str) -> Batch {
         e.extend(matches::address(Field::Saddr, net(addr), true));
         e.extend(matches::address(Field::Daddr, net(subnet), false));
         e.push(Expr::Masq);
-        b.add_rule(inet, t, "masq_checks", &e, Some(masq)).unwrap();
+        b.add_rule(inet, t, "masq_checks", &e, Some(masq))
+            .expect("engine");
     }
 
     let ipf = Family::Ip;
     let h = "cni_hostport";
-    b.add_table(ipf, h, Some("CNI portmap plugin")).unwrap();
+    b.add_table(ipf, h, Some("CNI portmap plugin"))
+        .expect("engine");
     for chain in ["hostports", "hostip_hostports", "hostports_all"] {
-        b.add_chain(ipf, h, chain, None, None).unwrap();
+        b.add_chain(ipf, h, chain, None, None).expect("engine");
     }
     for target in ["hostip_hostports", "hostports"] {
         b.add_rule(
@@ -128,7 +130,7 @@ fn ours(masq: &str) -> Batch {
             &[matches::verdict(Verdict::Jump(target.into()))],
             None,
         )
-        .unwrap();
+        .expect("engine");
     }
     for (chain, hook) in [("prerouting", Hook::Prerouting), ("output", Hook::Output)] {
         let base = BaseChain {
@@ -137,38 +139,41 @@ fn ours(masq: &str) -> Batch {
             priority: -100,
             accept_policy: false,
         };
-        b.add_chain(ipf, h, chain, Some(base), None).unwrap();
+        b.add_chain(ipf, h, chain, Some(base), None)
+            .expect("engine");
         let mut e = matches::fib_daddr_local();
         e.push(matches::verdict(Verdict::Jump("hostports_all".into())));
-        b.add_rule(ipf, h, chain, &e, None).unwrap();
+        b.add_rule(ipf, h, chain, &e, None).expect("engine");
     }
     b.add_chain(ipf, h, "masquerading", Some(nat_post), None)
-        .unwrap();
+        .expect("engine");
     let mut e = matches::dport(6, 8080);
     e.extend(matches::dnat(ip("10.88.0.2"), 80));
-    b.add_rule(ipf, h, "hostports", &e, Some("ctr1")).unwrap();
+    b.add_rule(ipf, h, "hostports", &e, Some("ctr1"))
+        .expect("engine");
     let mut e = matches::address(Field::Daddr, net("192.168.1.5/32"), true);
     e.extend(matches::dport(17, 5353));
     e.extend(matches::dnat(ip("10.88.0.2"), 53));
-    b.add_rule(ipf, h, "hostports", &e, Some("ctr1")).unwrap();
+    b.add_rule(ipf, h, "hostports", &e, Some("ctr1"))
+        .expect("engine");
     for source in ["10.88.0.2/32", "0.0.0.0/0"] {
         let mut e = matches::address(Field::Saddr, net(source), true);
         e.extend(matches::address(Field::Daddr, net("10.88.0.2/32"), true));
         e.push(Expr::Masq);
         b.add_rule(ipf, h, "masquerading", &e, Some("ctr1"))
-            .unwrap();
+            .expect("engine");
     }
     b.add_table(Family::Ip6, h, Some("CNI portmap plugin"))
-        .unwrap();
+        .expect("engine");
     b.add_chain(Family::Ip6, h, "hostports", None, None)
-        .unwrap();
+        .expect("engine");
     let mut e = matches::dport(6, 8080);
     e.extend(matches::dnat(ip("fd00::2"), 80));
     b.add_rule(Family::Ip6, h, "hostports", &e, Some("ctr1"))
-        .unwrap();
+        .expect("engine");
 
     let br = Family::Bridge;
-    b.add_table(br, "nat", None).unwrap();
+    b.add_table(br, "nat", None).expect("engine");
     let pre = BaseChain {
         kind: "filter",
         hook: Hook::Prerouting,
@@ -176,17 +181,17 @@ fn ours(masq: &str) -> Batch {
         accept_policy: true,
     };
     b.add_chain(br, "nat", "PREROUTING", Some(pre), None)
-        .unwrap();
+        .expect("engine");
     b.add_chain(br, "nat", "cni-br-iface-c-eth0", None, None)
-        .unwrap();
+        .expect("engine");
     b.add_chain(br, "nat", "cni-br-iface-c-eth0-mac", None, None)
-        .unwrap();
+        .expect("engine");
     let c = Some("macspoofchk-c-eth0");
     let mut e = matches::iifname("veth1234");
     e.push(matches::verdict(Verdict::Jump(
         "cni-br-iface-c-eth0".into(),
     )));
-    b.add_rule(br, "nat", "PREROUTING", &e, c).unwrap();
+    b.add_rule(br, "nat", "PREROUTING", &e, c).expect("engine");
     b.add_rule(
         br,
         "nat",
@@ -196,11 +201,11 @@ fn ours(masq: &str) -> Batch {
         ))],
         c,
     )
-    .unwrap();
+    .expect("engine");
     let mut e = matches::ether_saddr([2, 0, 0, 0, 0, 9]);
     e.push(matches::verdict(Verdict::Return));
     b.add_rule(br, "nat", "cni-br-iface-c-eth0-mac", &e, c)
-        .unwrap();
+        .expect("engine");
     b.add_rule(
         br,
         "nat",
@@ -208,7 +213,7 @@ fn ours(masq: &str) -> Batch {
         &[matches::verdict(Verdict::Drop)],
         c,
     )
-    .unwrap();
+    .expect("engine");
     b
 }
 

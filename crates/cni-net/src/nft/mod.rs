@@ -527,7 +527,11 @@ fn rule_from(attrs: &[u8], table: &str) -> Option<Rule> {
 #[cfg(test)]
 pub(crate) fn fuzz_seed() -> Vec<u8> {
     let mut e = matches::nfproto(false);
-    e.extend(matches::address(matches::Field::Daddr, "224.0.0.0/4".parse().unwrap(), true));
+    e.extend(matches::address(
+        matches::Field::Daddr,
+        "224.0.0.0/4".parse().unwrap(),
+        true,
+    ));
     e.extend(matches::dnat("10.0.0.2".parse().unwrap(), 80));
     e.push(Expr::Verdict(Verdict::Jump("c".into())));
     let mut a = Attrs::new();
