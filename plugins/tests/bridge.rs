@@ -674,6 +674,16 @@ fn ipv6_and_dual_stack() {
     let nat6 = iptables_nat(&sandbox, true);
     assert!(nat6.contains("-s fd00:22::2/128"), "{nat6}");
     assert!(nat6.contains("! -d ff00::/8"), "{nat6}");
+    // The gateway address answers once its duplicate address detection is over.
+    for _ in 0..60 {
+        if !sandbox
+            .ip(host, &["-6", "addr", "show", "dev", "cni0"])
+            .contains("tentative")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let ping = sandbox.exec_in_container("ping", &["-6", "-c", "1", "-W", "3", "fd00:22::1"]);
     assert!(ping.status.success(), "ping6 the gateway: {ping:?}");
     run.ok(&bridge(), "DEL", "ctr-1", "eth0", &conf);

@@ -170,7 +170,6 @@ impl Plugin for Ptp {
 
     fn del(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
         let conf = &args.plugin;
-        masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
         let ipam_type = args.ipam_type().unwrap_or_default();
         // Upstream releases the address before it opens the netns: a netns that cannot
         // be read is reported after IPAM DEL, not instead of it.

@@ -14,12 +14,11 @@
 //! removes the rules. When the addresses are known, the common iptables DEL removes
 //! exactly what ADD wrote without reading the table first.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
-use serde_json::json;
 
-use super::{Backend, chain_name, iptables, iptables_usable, nft, nft_usable, sha512_hex};
+use super::{Backend, chain_name, iptables, iptables_usable, sha512_hex};
+use crate::nft::matches::{self, Field};
+use crate::nft::{BaseChain, Batch, Expr, Family, Hook, Nft, Rule, Verdict};
 use crate::{NetError, Result};
 
 /// The attachment that owns a set of masquerade rules.
@@ -137,9 +136,7 @@ pub fn teardown(ips: Option<&[IpNet]>, owner: &Owner) -> Result<()> {
                 jobs.push(scope.spawn(move || iptables_teardown(v6, family.as_deref(), owner)));
             }
         }
-        if nft_usable() {
-            jobs.push(scope.spawn(|| nft_teardown(owner)));
-        }
+        jobs.push(scope.spawn(|| nft_teardown(owner)));
         jobs.into_iter()
             .filter_map(|job| match job.join() {
                 Ok(result) => result.err(),
@@ -194,23 +191,13 @@ pub fn gc(network: &str, keep: &(dyn Fn(&str, Option<&str>) -> bool + Sync)) -> 
             errors.push(e);
         }
     }
-    if nft_usable() {
-        let result = nft::list("inet", NFT_TABLE).and_then(|listing| {
-            let network_hash = &sha512_hex(network)[..16];
-            let script = listing.delete_rules(&format!("inet {NFT_TABLE}"), |r| {
-                r.chain == "masq_checks"
-                    && r.comment.starts_with(network_hash)
-                    && nft_attachment(&r.comment)
-                        .is_some_and(|(ifname, id)| !keep(id, Some(ifname)))
-            });
-            if script.is_empty() {
-                return Ok(());
-            }
-            nft::apply(&(script.join("\n") + "\n"))
-        });
-        if let Err(e) = result {
-            errors.push(e);
-        }
+    let network_hash = &sha512_hex(network)[..16];
+    let result = nft_delete(|r| {
+        r.comment.starts_with(network_hash)
+            && nft_attachment(&r.comment).is_some_and(|(ifname, id)| !keep(id, Some(ifname)))
+    });
+    if let Err(e) = result {
+        errors.push(e);
     }
     NetError::collect(errors)
 }
@@ -398,82 +385,113 @@ fn iptables_teardown_lines(ips: &[IpNet], owner: &Owner) -> Vec<String> {
 }
 
 fn nft_setup(ips: &[IpNet], owner: &Owner) -> Result<()> {
-    let t = format!("inet {NFT_TABLE}");
-    let instance = owner.nft_instance();
-    let listing = nft::list("inet", NFT_TABLE)?;
-    let stale = listing.delete_rules(&t, |r| {
-        r.chain == "masq_checks" && r.comment.starts_with(&instance)
-    });
-    let mut script = vec![format!(
-        "add table {t} {{ comment \"{NFT_TABLE_COMMENT}\" ; }}"
-    )];
+    let mut engine = Nft::open()?;
+    let listing = engine.list(Family::Inet, NFT_TABLE)?;
+    let mut batch = Batch::new();
+    batch.add_table(Family::Inet, NFT_TABLE, Some(NFT_TABLE_COMMENT))?;
     // Upstream declares the chains and rewrites the base chain on every ADD. Touching
-    // an existing base chain makes the kernel update its hook, a 10–20 ms commit
-    // against ~2 ms for adding rules, so it is skipped when the listing shows the
-    // skeleton exactly as it would be written.
-    if !nft_skeleton_in_place(&listing) {
-        script.extend([
-            format!("add chain {t} masq_checks"),
-            format!("add chain {t} postrouting {{ type nat hook postrouting priority 100 ; }}"),
-            format!("flush chain {t} postrouting"),
-            format!(
-                "add rule {t} postrouting ip daddr {} return",
-                multicast(false)
-            ),
-            format!(
-                "add rule {t} postrouting ip6 daddr {} return",
-                multicast(true)
-            ),
-            format!("add rule {t} postrouting goto masq_checks"),
-        ]);
+    // an existing chain makes the kernel update it, a 10–20 ms commit against
+    // microseconds for new rules: only what is missing or different is written.
+    if !listing.has_chain(MASQ_CHECKS) {
+        batch.add_chain(
+            Family::Inet,
+            NFT_TABLE,
+            MASQ_CHECKS,
+            None,
+            Some(MASQ_CHECKS_COMMENT),
+        )?;
     }
-    script.extend(stale);
+    let skeleton = nft_skeleton();
+    if !listing.chain_holds(POSTROUTING, &skeleton) {
+        if listing.has_chain(POSTROUTING) {
+            batch.flush_chain(Family::Inet, NFT_TABLE, POSTROUTING);
+        } else {
+            let base = BaseChain {
+                kind: "nat",
+                hook: Hook::Postrouting,
+                priority: 100,
+                accept_policy: false,
+            };
+            batch.add_chain(Family::Inet, NFT_TABLE, POSTROUTING, Some(base), None)?;
+        }
+        for rule in &skeleton {
+            batch.add_rule(Family::Inet, NFT_TABLE, POSTROUTING, rule, None)?;
+        }
+    }
+    // This attachment's earlier rules (a repeated ADD) go in the same transaction.
+    let instance = owner.nft_instance();
+    for rule in listing.select(|r| r.chain == MASQ_CHECKS && r.comment.starts_with(&instance)) {
+        batch.delete_rule(Family::Inet, NFT_TABLE, MASQ_CHECKS, rule.handle);
+    }
     let comment = owner.nft_comment();
     for ip in ips {
-        let family = match ip.addr() {
-            IpAddr::V4(_) => "ip",
-            IpAddr::V6(_) => "ip6",
-        };
-        script.push(format!(
-            "add rule {t} masq_checks {family} saddr {} {family} daddr != {} masquerade comment \"{comment}\"",
-            ip.addr(),
-            ip.trunc()
-        ));
+        batch.add_rule(
+            Family::Inet,
+            NFT_TABLE,
+            MASQ_CHECKS,
+            &nft_rule(ip),
+            Some(&comment),
+        )?;
     }
-    nft::apply(&(script.join("\n") + "\n"))
+    engine.commit(&batch)
 }
 
-/// Whether the table already has `masq_checks` and a `postrouting` chain holding
-/// exactly the rules [`nft_setup`] writes there, as `nft -j` shows them.
-fn nft_skeleton_in_place(listing: &nft::Listing) -> bool {
-    let skip_multicast = |protocol: &str, addr: &str, len: u8| {
-        json!([
-            {"match": {
-                "op": "==",
-                "left": {"payload": {"protocol": protocol, "field": "daddr"}},
-                "right": {"prefix": {"addr": addr, "len": len}},
-            }},
-            {"return": null},
-        ])
+const POSTROUTING: &str = "postrouting";
+const MASQ_CHECKS: &str = "masq_checks";
+const MASQ_CHECKS_COMMENT: &str =
+    "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet";
+
+/// `postrouting`'s rules as upstream writes them: skip multicast, then `goto
+/// masq_checks`.
+fn nft_skeleton() -> Vec<Vec<Expr>> {
+    let skip = |v6: bool| {
+        let mut rule = matches::nfproto(v6);
+        let multicast: IpNet = multicast(v6)
+            .parse()
+            .unwrap_or(IpNet::V4(Default::default()));
+        rule.extend(matches::address(Field::Daddr, multicast, true));
+        rule.push(matches::verdict(Verdict::Return));
+        rule
     };
-    let expected = [
-        skip_multicast("ip", "224.0.0.0", 4),
-        skip_multicast("ip6", "ff00::", 8),
-        json!([{"goto": {"target": "masq_checks"}}]),
-    ];
-    listing.chains.iter().any(|c| c == "masq_checks")
-        && listing.chain_holds("postrouting", &expected)
+    vec![
+        skip(false),
+        skip(true),
+        vec![matches::verdict(Verdict::Goto(MASQ_CHECKS.into()))],
+    ]
+}
+
+/// `ip saddr == IP ip daddr != SUBNET masquerade` (`ip6` for IPv6).
+fn nft_rule(ip: &IpNet) -> Vec<Expr> {
+    let mut rule = matches::nfproto(ip.addr().is_ipv6());
+    rule.extend(matches::address(Field::Saddr, IpNet::from(ip.addr()), true));
+    rule.extend(matches::address(Field::Daddr, ip.trunc(), false));
+    rule.push(Expr::Masq);
+    rule
 }
 
 fn nft_teardown(owner: &Owner) -> Result<()> {
     let instance = owner.nft_instance();
-    let script = nft::list("inet", NFT_TABLE)?.delete_rules(&format!("inet {NFT_TABLE}"), |r| {
-        r.chain == "masq_checks" && r.comment.starts_with(&instance)
-    });
-    if script.is_empty() {
-        return Ok(());
+    nft_delete(|r| r.comment.starts_with(&instance))
+}
+
+/// Deletes the `masq_checks` rules `matches` picks, in one commit. A kernel without
+/// nf_tables has none: nothing to do, not an error (DEL cleans both backends).
+fn nft_delete(matches: impl Fn(&Rule) -> bool) -> Result<()> {
+    let mut engine = match Nft::open() {
+        Ok(engine) => engine,
+        Err(e) if crate::nft::unavailable(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let listing = match engine.list(Family::Inet, NFT_TABLE) {
+        Ok(listing) => listing,
+        Err(e) if crate::nft::unavailable(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut batch = Batch::new();
+    for rule in listing.select(|r| r.chain == MASQ_CHECKS && matches(r)) {
+        batch.delete_rule(Family::Inet, NFT_TABLE, MASQ_CHECKS, rule.handle);
     }
-    nft::apply(&(script.join("\n") + "\n"))
+    engine.commit(&batch)
 }
 
 #[cfg(test)]
@@ -523,37 +541,6 @@ mod tests {
             second[0],
             format!("-I {chain} 1 -d 10.30.0.0/24 -m comment --comment {comment} -j ACCEPT")
         );
-    }
-
-    #[test]
-    fn the_nft_skeleton_is_recognised_as_nft_lists_it() {
-        // The postrouting rules as `nft -j list table inet cni_plugins_masquerade`
-        // (nft 1.0.6) shows them after an ADD.
-        let shown = r#"[
-            [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}}, {"return": null}],
-            [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "ff00::", "len": 8}}}}, {"return": null}],
-            [{"goto": {"target": "masq_checks"}}]
-        ]"#;
-        let exprs: Vec<serde_json::Value> = serde_json::from_str(shown).unwrap();
-        let listing = |exprs: &[serde_json::Value]| nft::Listing {
-            chains: vec!["masq_checks".into(), "postrouting".into()],
-            rules: exprs
-                .iter()
-                .enumerate()
-                .map(|(i, expr)| nft::Rule {
-                    chain: "postrouting".into(),
-                    handle: i as u64 + 3,
-                    comment: String::new(),
-                    expr: expr.clone(),
-                })
-                .collect(),
-        };
-        assert!(nft_skeleton_in_place(&listing(&exprs)));
-        assert!(!nft_skeleton_in_place(&listing(&exprs[..2])));
-        let mut doubled = exprs.clone();
-        doubled.push(exprs[2].clone());
-        assert!(!nft_skeleton_in_place(&listing(&doubled)));
-        assert!(!nft_skeleton_in_place(&nft::Listing::default()));
     }
 
     #[test]

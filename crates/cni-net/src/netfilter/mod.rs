@@ -23,18 +23,27 @@ pub enum Backend {
 
 impl Backend {
     /// The backend for a config's `ipMasqBackend`/`backend` value: `iptables`,
-    /// `nftables`, or empty/absent for upstream's default (iptables unless it is
-    /// unusable and nft usable). `what` names the key for the error message.
+    /// `nftables`, or empty/absent for the default. `what` names the key for the
+    /// error message.
     pub fn choose(requested: Option<&str>, what: &str) -> std::result::Result<Backend, String> {
         match requested.unwrap_or_default() {
             "iptables" => Ok(Backend::Iptables),
             "nftables" => Ok(Backend::Nftables),
-            "" => Ok(if !iptables_usable(false) && nft_usable() {
-                Backend::Nftables
-            } else {
-                Backend::Iptables
-            }),
+            "" => Backend::default_choice(),
             other => Err(format!("unknown {what} {other:?}")),
+        }
+    }
+
+    /// Upstream's default, without its dependency on binaries: iptables when the
+    /// iptables tool is installed, else nftables in-process (which needs only the
+    /// kernel's nf_tables); neither is one clear error, before anything is changed.
+    pub fn default_choice() -> std::result::Result<Backend, String> {
+        if iptables_usable(false) {
+            Ok(Backend::Iptables)
+        } else if crate::nft::available() {
+            Ok(Backend::Nftables)
+        } else {
+            Err("no usable firewall: the iptables tool is not installed and this kernel has no nf_tables".into())
         }
     }
 }
@@ -44,10 +53,6 @@ impl Backend {
 /// a process per call.
 pub fn iptables_usable(v6: bool) -> bool {
     on_path(if v6 { "ip6tables" } else { "iptables" })
-}
-
-pub fn nft_usable() -> bool {
-    on_path("nft")
 }
 
 fn on_path(program: &str) -> bool {
@@ -260,95 +265,18 @@ pub mod iptables {
     }
 }
 
-/// nft, one `nft -f -` per transaction.
+/// The `nft` binary, for the one thing the in-process engine cannot do: compile raw
+/// `nft` text from a config (portmap's `conditionsV4/V6`).
 pub mod nft {
-    use serde_json::Value;
-
     use super::run;
     use crate::Result;
 
+    /// Applies an `nft -f` script in one transaction.
     pub fn apply(script: &str) -> Result<()> {
         if script.is_empty() {
             return Ok(());
         }
         run("nft", &["-f", "-"], Some(script)).map(drop)
-    }
-
-    /// A table's chains and rules; a missing table has neither.
-    #[derive(Debug, Default)]
-    pub struct Listing {
-        pub chains: Vec<String>,
-        pub rules: Vec<Rule>,
-    }
-
-    impl Listing {
-        /// Whether `chain` exists and holds exactly the rules whose statements are
-        /// `exprs` (nft's JSON schema, as `nft -j` shows them), in that order.
-        pub fn chain_holds(&self, chain: &str, exprs: &[Value]) -> bool {
-            self.chains.iter().any(|c| c == chain)
-                && self
-                    .rules
-                    .iter()
-                    .filter(|r| r.chain == chain)
-                    .map(|r| &r.expr)
-                    .eq(exprs.iter())
-        }
-
-        /// `delete rule` commands for the rules `matches` picks; `table` is
-        /// `<family> <name>`.
-        pub fn delete_rules(&self, table: &str, matches: impl Fn(&Rule) -> bool) -> Vec<String> {
-            self.rules
-                .iter()
-                .filter(|r| matches(r))
-                .map(|r| format!("delete rule {table} {} handle {}", r.chain, r.handle))
-                .collect()
-        }
-    }
-
-    /// A rule as `nft -j` shows it.
-    #[derive(Debug)]
-    pub struct Rule {
-        pub chain: String,
-        pub handle: u64,
-        /// Empty when the rule has none.
-        pub comment: String,
-        /// The statements, in nft's JSON schema.
-        pub expr: Value,
-    }
-
-    pub fn list(family: &str, table: &str) -> Result<Listing> {
-        let out = match run("nft", &["-j", "list", "table", family, table], None) {
-            Ok(out) => out,
-            Err(e) if e.to_string().contains("No such file or directory") => {
-                return Ok(Listing::default());
-            }
-            Err(e) => return Err(e),
-        };
-        parse_listing(&out)
-    }
-
-    /// A listing from `nft -j list table` output; malformed output is an error.
-    pub fn parse_listing(out: &str) -> Result<Listing> {
-        let json: Value = serde_json::from_str(out)
-            .map_err(|e| crate::NetError::Other(format!("parsing nft -j output: {e}")))?;
-        let mut listing = Listing::default();
-        for item in json["nftables"].as_array().into_iter().flatten() {
-            if let Some(name) = item.get("chain").and_then(|c| c["name"].as_str()) {
-                listing.chains.push(name.to_string());
-            }
-            if let Some(rule) = item.get("rule")
-                && let (Some(chain), Some(handle)) =
-                    (rule["chain"].as_str(), rule["handle"].as_u64())
-            {
-                listing.rules.push(Rule {
-                    chain: chain.to_string(),
-                    handle,
-                    comment: rule["comment"].as_str().unwrap_or_default().to_string(),
-                    expr: rule["expr"].clone(),
-                });
-            }
-        }
-        Ok(listing)
     }
 }
 

@@ -126,6 +126,8 @@ pub const MAX_COMMENT: usize = 128;
 #[derive(Default)]
 pub struct Batch {
     messages: Vec<(u16, u16, u8, Attrs)>,
+    /// Each change as `nft` would say it (without the rule's statements).
+    described: Vec<String>,
 }
 
 impl Batch {
@@ -144,8 +146,15 @@ impl Batch {
             .any(|(kind, ..)| matches!(*kind, NFT_MSG_DELRULE | NFT_MSG_DELCHAIN))
     }
 
-    fn push(&mut self, kind: u16, flags: u16, family: Family, attrs: Attrs) {
+    fn push(&mut self, kind: u16, flags: u16, family: Family, attrs: Attrs, text: String) {
         self.messages.push((kind, flags, family.wire(), attrs));
+        self.described.push(text);
+    }
+
+    /// The changes, in order, as `nft` would say them (`add rule ip t c`, `delete
+    /// rule ip t c handle 7`, ...; rules without their statements).
+    pub fn describe(&self) -> &[String] {
+        &self.described
     }
 
     /// `add table` (an existing one is left as it is).
@@ -158,7 +167,13 @@ impl Batch {
                 &comment_userdata(check_comment(comment)?),
             );
         }
-        self.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, a);
+        self.push(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE,
+            family,
+            a,
+            format!("add table {} {name}", family.name()),
+        );
         Ok(())
     }
 
@@ -190,7 +205,13 @@ impl Batch {
                 &comment_userdata(check_comment(comment)?),
             );
         }
-        self.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, family, a);
+        self.push(
+            NFT_MSG_NEWCHAIN,
+            NLM_F_CREATE,
+            family,
+            a,
+            format!("add chain {} {table} {name}", family.name()),
+        );
         Ok(())
     }
 
@@ -198,14 +219,26 @@ impl Batch {
     pub fn flush_chain(&mut self, family: Family, table: &str, chain: &str) {
         let mut a = Attrs::new();
         a.str(NFTA_RULE_TABLE, table).str(NFTA_RULE_CHAIN, chain);
-        self.push(NFT_MSG_DELRULE, 0, family, a);
+        self.push(
+            NFT_MSG_DELRULE,
+            0,
+            family,
+            a,
+            format!("flush chain {} {table} {chain}", family.name()),
+        );
     }
 
     /// `delete chain` (it must be empty and unreferenced).
     pub fn delete_chain(&mut self, family: Family, table: &str, chain: &str) {
         let mut a = Attrs::new();
         a.str(NFTA_CHAIN_TABLE, table).str(NFTA_CHAIN_NAME, chain);
-        self.push(NFT_MSG_DELCHAIN, 0, family, a);
+        self.push(
+            NFT_MSG_DELCHAIN,
+            0,
+            family,
+            a,
+            format!("delete chain {} {table} {chain}", family.name()),
+        );
     }
 
     /// `add rule` (appended).
@@ -227,7 +260,13 @@ impl Batch {
                 &comment_userdata(check_comment(comment)?),
             );
         }
-        self.push(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, family, a);
+        self.push(
+            NFT_MSG_NEWRULE,
+            NLM_F_CREATE | NLM_F_APPEND,
+            family,
+            a,
+            format!("add rule {} {table} {chain}", family.name()),
+        );
         Ok(())
     }
 
@@ -237,8 +276,36 @@ impl Batch {
         a.str(NFTA_RULE_TABLE, table)
             .str(NFTA_RULE_CHAIN, chain)
             .u64(NFTA_RULE_HANDLE, handle);
-        self.push(NFT_MSG_DELRULE, 0, family, a);
+        self.push(
+            NFT_MSG_DELRULE,
+            0,
+            family,
+            a,
+            format!(
+                "delete rule {} {table} {chain} handle {handle}",
+                family.name()
+            ),
+        );
     }
+}
+
+/// Whether `e` says this kernel has no nf_tables (the netfilter socket exists, the
+/// nf_tables subsystem does not answer): a DEL then has nothing to remove there.
+pub fn unavailable(e: &NetError) -> bool {
+    use crate::error::errno::{EINVAL, EOPNOTSUPP};
+    const EPROTONOSUPPORT: i32 = 93;
+    const EAFNOSUPPORT: i32 = 97;
+    matches!(
+        e.errno(),
+        Some(EINVAL | EOPNOTSUPP | EPROTONOSUPPORT | EAFNOSUPPORT)
+    )
+}
+
+/// Whether nf_tables can be used here: a socket that can list a table.
+pub fn available() -> bool {
+    Nft::open()
+        .and_then(|mut n| n.list(Family::Inet, "cni_probe"))
+        .is_ok()
 }
 
 /// A comment `nft` would accept: at most 128 bytes, no NUL.

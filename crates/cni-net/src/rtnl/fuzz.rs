@@ -143,16 +143,4 @@ proptest! {
     fn conntrack_attribute_walks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         crate::conntrack::fuzz_entry(&bytes);
     }
-
-    #[test]
-    fn nft_listings_never_panic(text in ".{0,200}", nested in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let _ = crate::netfilter::nft::parse_listing(&text);
-        let doc = format!(
-            r#"{{"nftables":[{{"chain":{{"name":{:?}}}}},{{"rule":{{"chain":"c","handle":{},"comment":{:?},"expr":[]}}}}]}}"#,
-            text,
-            nested.len(),
-            String::from_utf8_lossy(&nested)
-        );
-        let _ = crate::netfilter::nft::parse_listing(&doc);
-    }
 }

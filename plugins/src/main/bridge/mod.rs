@@ -6,7 +6,7 @@
 mod host;
 
 use cni_net::iface::{VethRequest, configure_iface, setup_veth};
-use cni_net::netfilter::{Backend, spoofchk};
+use cni_net::netfilter::spoofchk;
 use cni_net::{Family, Link, LinkKind, Netlink};
 use cni_skel::{Command, Context, Plugin, Request};
 use cni_types::net::IpNet;
@@ -57,9 +57,6 @@ pub struct Conf {
     disable_container_interface: bool,
     #[serde(rename = "portIsolation")]
     port_isolation: bool,
-    /// From `ipMasq` and `ipMasqBackend`, decided once in [`Conf::load`].
-    #[serde(skip)]
-    masq_backend: Option<Backend>,
     /// L3 mode iff `ipam.type` is set (a common key, copied here by [`Conf::load`]).
     #[serde(skip)]
     l3: bool,
@@ -104,7 +101,6 @@ impl Conf {
                 "cannot use IPAM when DisableContainerInterface flag is set",
             ));
         }
-        conf.masq_backend = masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?;
         Ok(conf)
     }
 
@@ -173,10 +169,13 @@ impl Plugin for Bridge {
         let mac = container_mac(args)?;
         let trunk = trunk_vids(&conf.vlan_trunk).map_err(Error::internal)?;
         // Started first: the firewall process loads while the interfaces are made.
-        let masq = conf
-            .masq_backend
-            .filter(|_| conf.l3)
-            .map(cni_net::netfilter::masq::Pending::start);
+        // The backend is ADD's to choose (DEL cleans both): an unusable one fails the
+        // ADD here, before anything is made.
+        let backend = match conf.l3 {
+            true => masq_backend(conf.ip_masq, conf.ip_masq_backend.as_deref())?,
+            false => None,
+        };
+        let masq = backend.map(cni_net::netfilter::masq::Pending::start);
         // Opened first: a missing netns fails the ADD before anything is made.
         let netns = kernel
             .open_netns(&args.netns)

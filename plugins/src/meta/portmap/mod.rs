@@ -16,7 +16,7 @@ mod iptables;
 mod model;
 mod nftables;
 
-use cni_net::netfilter::{Backend, iptables_usable, nft_usable};
+use cni_net::netfilter::{Backend, iptables_usable};
 use cni_net::{Kernel, conntrack};
 use cni_skel::{CmdArgs, Context, Plugin, Request};
 use cni_types::config::GcAttachment;
@@ -113,7 +113,7 @@ impl Conf {
         if !(0..=31).contains(&bit) {
             return Err(Error::internal("MasqMarkBit must be between 0 and 31"));
         }
-        let backend = backend(raw)?;
+        let backend = backend(raw, lenient)?;
         if let Some(chain) = &raw.external_set_mark_chain {
             check_chain_name(chain)?;
         }
@@ -178,7 +178,7 @@ impl Conf {
 /// `backend`, with upstream's default and its refusal of the other backend's
 /// options (conditions are iptables-style when their first word starts with `-`,
 /// or `!`, which upstream misreads as nftables).
-fn backend(raw: &RawConf) -> Result<Backend, Error> {
+fn backend(raw: &RawConf, lenient: bool) -> Result<Backend, Error> {
     let style = |conditions: &Option<Vec<String>>| {
         let first = conditions.as_ref()?.first().filter(|c| !c.is_empty())?;
         Some(if first.starts_with('-') || first.starts_with('!') {
@@ -199,8 +199,14 @@ fn backend(raw: &RawConf) -> Result<Backend, Error> {
     }
     let requested = match raw.backend.as_deref() {
         Some(b) => b.to_string(),
-        None if !iptables_usable(false) && nft_usable() => "nftables".into(),
-        None => "iptables".into(),
+        // DEL (`lenient`) never fails for want of a backend: with none usable there is
+        // nothing it could remove, and the nftables teardown then does nothing.
+        None => match Backend::default_choice() {
+            Ok(Backend::Iptables) => "iptables".into(),
+            Ok(Backend::Nftables) => "nftables".into(),
+            Err(_) if lenient => "nftables".into(),
+            Err(e) => return Err(Error::internal(e)),
+        },
     };
     let wrong = if requested == "iptables" {
         "nftables"
@@ -423,7 +429,7 @@ impl Plugin for Portmap {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|id| !valid.contains(id.as_str()))
             .collect();
-        if !stale.is_empty() && nft_usable() {
+        if !stale.is_empty() {
             let ids: Vec<&str> = stale.iter().map(String::as_str).collect();
             match rules::teardown(Backend::Nftables, &conf.name, &ids, &[false, true]) {
                 Ok(()) => {

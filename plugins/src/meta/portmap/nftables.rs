@@ -1,239 +1,278 @@
-//! portmap's nftables backend (tables `ip cni_hostport` and `ip6 cni_hostport`): the
-//! base chains `prerouting` and `output` jump to `hostports_all`, which jumps to the
-//! legacy `hostip_hostports` (kept empty) and `hostports`; every mapping is one DNAT
-//! rule in `hostports` and the hairpin/localhost masquerades are rules in
-//! `masquerading`, all commented with the container ID.
+//! portmap's nftables backend (tables `ip cni_hostport` and `ip6 cni_hostport`),
+//! in-process (`cni_net::nft`): the base chains `prerouting` and `output` jump to
+//! `hostports_all`, which jumps to the legacy `hostip_hostports` (kept empty) and
+//! `hostports`; every mapping is one DNAT rule in `hostports` and the
+//! hairpin/localhost masquerades are rules in `masquerading`, all commented with the
+//! container ID. `conditionsV4/V6` are raw `nft` text that only `nft` can compile:
+//! base chains with conditions are the one thing written by running `nft`.
 
-use cni_net::netfilter::nft;
+use std::net::IpAddr;
+
+use cni_net::netfilter::nft as nft_text;
+use cni_net::nft::expr::TRANSPORT_HEADER;
+use cni_net::nft::matches::{self, Field};
+use cni_net::nft::{BaseChain, Batch, Expr, Family, Hook, Listing, Nft, Verdict};
 use cni_net::{NetError, Result};
 use cni_types::net::IpNet;
-use serde_json::{Value, json};
 
-use super::model::{
-    NFT_RULE_CHAINS, NFT_TABLE, NFT_TABLE_COMMENT, PortMap, Snat, any_address, ip_port,
-};
+use super::model::{NFT_RULE_CHAINS, NFT_TABLE, NFT_TABLE_COMMENT, PortMap, Snat, any_address};
+
+fn family(v6: bool) -> Family {
+    if v6 { Family::Ip6 } else { Family::Ip }
+}
+
+fn protocol_number(protocol: &str) -> u8 {
+    match protocol {
+        "udp" => 17,
+        "sctp" => 132,
+        _ => 6,
+    }
+}
 
 impl PortMap<'_> {
-    fn nft_rules(&self, container: IpNet) -> Vec<(&'static str, String)> {
+    /// This container's rules for address `container`: (chain, expressions).
+    fn nft_rules(&self, container: IpNet) -> Vec<(&'static str, Vec<Expr>)> {
         let ip = container.addr();
         let v6 = ip.is_ipv6();
-        let family = if v6 { "ip6" } else { "ip" };
-        let comment = format!("comment \"{}\"", self.container_id);
+        let host = |ip: IpAddr| IpNet::from(ip);
         let mut rules = Vec::new();
         for m in self.mappings.iter().filter(|m| m.applies_to(v6)) {
-            let daddr = m
-                .destination()
-                .map(|d| format!("{family} daddr {d} "))
-                .unwrap_or_default();
-            rules.push((
-                "hostports",
-                format!(
-                    "{daddr}{} dport {} dnat to {} {comment}",
-                    m.protocol,
-                    m.host_port,
-                    ip_port(ip, m.container_port)
-                ),
-            ));
+            let mut rule = Vec::new();
+            if let Some(destination) = m.destination() {
+                rule.extend(matches::address(Field::Daddr, host(destination), true));
+            }
+            rule.extend(matches::dport(protocol_number(&m.protocol), m.host_port));
+            rule.extend(matches::dnat(ip, m.container_port));
+            rules.push(("hostports", rule));
         }
         if self.snat != Snat::Off {
-            let source = match self.masq_all {
-                true => any_address(v6).to_string(),
-                false => ip.to_string(),
-            };
-            rules.push((
-                "masquerading",
-                format!("{family} saddr {source} {family} daddr {ip} masquerade {comment}"),
-            ));
+            let mut sources = vec![match self.masq_all {
+                true => any_address(v6).parse().unwrap_or(host(ip)),
+                false => host(ip),
+            }];
             if !v6 && !self.masq_all {
-                rules.push((
-                    "masquerading",
-                    format!("ip saddr 127.0.0.1 ip daddr {ip} masquerade {comment}"),
-                ));
+                sources.push(host([127, 0, 0, 1].into()));
+            }
+            for source in sources {
+                let mut rule = matches::address(Field::Saddr, source, true);
+                rule.extend(matches::address(Field::Daddr, host(ip), true));
+                rule.push(Expr::Masq);
+                rules.push(("masquerading", rule));
             }
         }
         rules
     }
 }
 
-/// Writes the forwarding of every address in one `nft -f`.
+/// Writes the forwarding of every address in one transaction (base chains with
+/// conditions first, through `nft`).
 pub(super) fn setup(portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
-    let mut script = Vec::new();
+    let mut engine = Nft::open()?;
+    let mut batch = Batch::new();
     for ip in ips {
         let v6 = ip.addr().is_ipv6();
-        let listing = nft::list(nft_family(v6), NFT_TABLE)?;
-        script.extend(nft_setup_lines(portmap, *ip, &listing));
+        let listing = engine.list(family(v6), NFT_TABLE)?;
+        setup_batch(&mut batch, portmap, *ip, &listing)?;
+        let conditions = portmap.conditions(v6);
+        if !conditions.is_empty() {
+            nft_text::apply(&conditioned_skeleton(v6, conditions))
+                .map_err(|e| e.context("unable to set up nftables rules for port mappings"))?;
+        }
     }
-    nft::apply(&script_text(&script))
+    engine
+        .commit(&batch)
         .map_err(|e| e.context("unable to set up nftables rules for port mappings"))
 }
 
-pub(super) fn teardown(container_ids: &[&str], v6s: &[bool]) -> Result<()> {
-    let mut script = Vec::new();
-    for v6 in v6s {
-        let listing = nft::list(nft_family(*v6), NFT_TABLE)?;
-        let table = format!("{} {NFT_TABLE}", nft_family(*v6));
-        for id in container_ids {
-            script.extend(nft_deletes(&table, &listing, id));
+/// One family's changes: the table's skeleton where it is missing or different (left
+/// alone when it is exactly in place: updating an existing chain is a 10–20 ms
+/// commit), this container's earlier rules removed (upstream duplicates them on a
+/// repeated ADD), and its rules.
+fn setup_batch(
+    batch: &mut Batch,
+    portmap: &PortMap,
+    container: IpNet,
+    listing: &Listing,
+) -> Result<()> {
+    let v6 = container.addr().is_ipv6();
+    let f = family(v6);
+    let t = NFT_TABLE;
+    batch.add_table(f, t, Some(NFT_TABLE_COMMENT))?;
+    for chain in ["hostports", "hostip_hostports", "hostports_all"] {
+        if !listing.has_chain(chain) {
+            batch.add_chain(f, t, chain, None, None)?;
         }
     }
-    nft::apply(&script_text(&script)).map_err(|e| e.context("error deleting nftables rules"))
+    let jumps = [
+        vec![matches::verdict(Verdict::Jump("hostip_hostports".into()))],
+        vec![matches::verdict(Verdict::Jump("hostports".into()))],
+    ];
+    if !listing.chain_holds("hostports_all", &jumps) {
+        if listing.has_chain("hostports_all") {
+            batch.flush_chain(f, t, "hostports_all");
+        }
+        for rule in &jumps {
+            batch.add_rule(f, t, "hostports_all", rule, None)?;
+        }
+    }
+    // With conditions the base chains are `nft`'s to write.
+    if portmap.conditions(v6).is_empty() {
+        let mut local = matches::fib_daddr_local();
+        local.push(matches::verdict(Verdict::Jump("hostports_all".into())));
+        for (chain, hook) in [("prerouting", Hook::Prerouting), ("output", Hook::Output)] {
+            let want = std::slice::from_ref(&local);
+            if listing.chain_holds(chain, want) {
+                continue;
+            }
+            if listing.has_chain(chain) {
+                batch.flush_chain(f, t, chain);
+            } else {
+                batch.add_chain(f, t, chain, Some(nat_chain(hook, -100)), None)?;
+            }
+            batch.add_rule(f, t, chain, &local, None)?;
+        }
+    }
+    if portmap.snat != Snat::Off && !listing.has_chain("masquerading") {
+        batch.add_chain(
+            f,
+            t,
+            "masquerading",
+            Some(nat_chain(Hook::Postrouting, 100)),
+            None,
+        )?;
+    }
+    for rule in listing.select(|r| ours(r, portmap.container_id)) {
+        batch.delete_rule(f, t, &rule.chain, rule.handle);
+    }
+    for (chain, rule) in portmap.nft_rules(container) {
+        batch.add_rule(f, t, chain, &rule, Some(portmap.container_id))?;
+    }
+    Ok(())
+}
+
+fn nat_chain(hook: Hook, priority: i32) -> BaseChain {
+    BaseChain {
+        kind: "nat",
+        hook,
+        priority,
+        accept_policy: false,
+    }
+}
+
+/// The base chains with the config's conditions, as upstream writes them (`nft -f`).
+fn conditioned_skeleton(v6: bool, conditions: &[String]) -> String {
+    let t = format!("{} {NFT_TABLE}", family(v6).name());
+    let conditions: String = conditions.iter().map(|c| format!("{c} ")).collect();
+    let mut lines = Vec::new();
+    for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
+        lines.push(format!(
+            "add chain {t} {chain} {{ type nat hook {hook} priority -100 ; }}"
+        ));
+        lines.push(format!("flush chain {t} {chain}"));
+        lines.push(format!(
+            "add rule {t} {chain} {conditions}fib daddr type local jump hostports_all"
+        ));
+    }
+    lines.join("\n") + "\n"
+}
+
+/// A rule of the container (`comment` = its ID) in one of portmap's rule chains.
+fn ours(rule: &cni_net::nft::Rule, container_id: &str) -> bool {
+    NFT_RULE_CHAINS.contains(&rule.chain.as_str()) && rule.comment == container_id
+}
+
+/// Removes every rule of the given containers in the families `v6s`, in one commit.
+pub(super) fn teardown(container_ids: &[&str], v6s: &[bool]) -> Result<()> {
+    delete_where(v6s, |rule| container_ids.iter().any(|id| ours(rule, id)))
+        .map_err(|e| e.context("error deleting nftables rules"))
 }
 
 /// DEL of one attachment whose addresses are `ips`: the container's rules that
 /// forward to or masquerade for those addresses (the comment is the container ID
 /// alone, so the address in the rule tells the attachments apart).
 pub(super) fn teardown_attachment(container_id: &str, ips: &[IpNet]) -> Result<()> {
-    let mut script = Vec::new();
-    for v6 in [false, true] {
-        let ours: Vec<String> = ips
-            .iter()
-            .filter(|ip| ip.addr().is_ipv6() == v6)
-            .map(|ip| format!("\"{}\"", ip.addr()))
-            .collect();
-        if ours.is_empty() {
-            continue;
-        }
-        let listing = nft::list(nft_family(v6), NFT_TABLE)?;
-        let table = format!("{} {NFT_TABLE}", nft_family(v6));
-        script.extend(listing.delete_rules(&table, |r| {
-            NFT_RULE_CHAINS.contains(&r.chain.as_str())
-                && r.comment == container_id
-                && ours
-                    .iter()
-                    .any(|ip| r.expr.to_string().contains(ip.as_str()))
-        }));
+    let targets: Vec<Vec<u8>> = ips.iter().map(|ip| address_bytes(ip.addr())).collect();
+    let v6s: Vec<bool> = ips.iter().map(|ip| ip.addr().is_ipv6()).collect();
+    delete_where(&v6s, |rule| {
+        ours(rule, container_id) && targets_one_of(rule, &targets)
+    })
+    .map_err(|e| e.context("error deleting nftables rules"))
+}
+
+fn address_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
-    nft::apply(&script_text(&script)).map_err(|e| e.context("error deleting nftables rules"))
+}
+
+/// Whether a rule forwards to (its DNAT address) or masquerades for (its
+/// destination match) one of `targets`.
+fn targets_one_of(rule: &cni_net::nft::Rule, targets: &[Vec<u8>]) -> bool {
+    rule.exprs.iter().any(|e| match e {
+        Expr::Immediate { data, .. } | Expr::Cmp { data, .. } => targets.contains(data),
+        _ => false,
+    })
+}
+
+/// Deletes the rules `matches` picks in the families `v6s`; a kernel without
+/// nf_tables has none.
+fn delete_where(v6s: &[bool], matches: impl Fn(&cni_net::nft::Rule) -> bool) -> Result<()> {
+    let mut engine = match Nft::open() {
+        Ok(engine) => engine,
+        Err(e) if cni_net::nft::unavailable(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut batch = Batch::new();
+    let mut families = v6s.to_vec();
+    families.dedup();
+    for v6 in families {
+        let listing = match engine.list(family(v6), NFT_TABLE) {
+            Ok(listing) => listing,
+            Err(e) if cni_net::nft::unavailable(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for rule in listing.select(&matches) {
+            batch.delete_rule(family(v6), NFT_TABLE, &rule.chain, rule.handle);
+        }
+    }
+    engine.commit(&batch)
 }
 
 pub(super) fn check(portmap: &PortMap, ips: &[IpNet]) -> Result<()> {
+    let mut engine = Nft::open()?;
     for ip in ips {
-        let listing = nft::list(nft_family(ip.addr().is_ipv6()), NFT_TABLE)?;
+        let listing = engine.list(family(ip.addr().is_ipv6()), NFT_TABLE)?;
         nft_check(portmap, *ip, &listing)?;
     }
     Ok(())
 }
 
-fn nft_family(v6: bool) -> &'static str {
-    if v6 { "ip6" } else { "ip" }
-}
-
-fn script_text(lines: &[String]) -> String {
-    if lines.is_empty() {
-        String::new()
-    } else {
-        lines.join("\n") + "\n"
-    }
-}
-
-/// The `nft -f` lines for one family: the table's skeleton (its base chains
-/// rewritten, so the last ADD's conditions apply, as upstream; left alone when it is
-/// already exactly in place and there are no conditions), the removal of this
-/// container's earlier rules (upstream duplicates them on a repeated ADD), and its
-/// rules.
-fn nft_setup_lines(portmap: &PortMap, container: IpNet, listing: &nft::Listing) -> Vec<String> {
-    let v6 = container.addr().is_ipv6();
-    let t = format!("{} {NFT_TABLE}", nft_family(v6));
-    let conditions = portmap
-        .conditions(v6)
-        .iter()
-        .map(|c| format!("{c} "))
-        .collect::<String>();
-    let mut lines = vec![format!(
-        "add table {t} {{ comment \"{NFT_TABLE_COMMENT}\" ; }}"
-    )];
-    // Touching an existing base chain makes the kernel update its hook, a 10–20 ms
-    // commit against ~2 ms for adding rules: the skeleton is written only when the
-    // listing does not show it exactly as it would be (always with conditions, which
-    // only nft can compare).
-    if !(conditions.is_empty() && nft_skeleton_in_place(portmap, listing)) {
-        lines.extend([
-            format!("add chain {t} hostports"),
-            format!("add chain {t} hostip_hostports"),
-            format!("add chain {t} hostports_all"),
-            format!("flush chain {t} hostports_all"),
-            format!("add rule {t} hostports_all jump hostip_hostports"),
-            format!("add rule {t} hostports_all jump hostports"),
-        ]);
-        for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
-            lines.push(format!(
-                "add chain {t} {chain} {{ type nat hook {hook} priority -100 ; }}"
-            ));
-            lines.push(format!("flush chain {t} {chain}"));
-            lines.push(format!(
-                "add rule {t} {chain} {conditions}fib daddr type local jump hostports_all"
-            ));
-        }
-        if portmap.snat != Snat::Off {
-            lines.push(format!(
-                "add chain {t} masquerading {{ type nat hook postrouting priority 100 ; }}"
-            ));
-        }
-    }
-    lines.extend(nft_deletes(&t, listing, portmap.container_id));
-    for (chain, rule) in portmap.nft_rules(container) {
-        lines.push(format!("add rule {t} {chain} {rule}"));
-    }
-    lines
-}
-
-/// Whether a family's table already has the chains and base-chain rules that
-/// [`nft_setup_lines`] writes without conditions, as `nft -j` shows them.
-fn nft_skeleton_in_place(portmap: &PortMap, listing: &nft::Listing) -> bool {
-    let jump = |target: &str| json!([{"jump": {"target": target}}]);
-    let local_to_all = json!([
-        {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
-        {"jump": {"target": "hostports_all"}},
-    ]);
-    let has = |chain: &str| listing.chains.iter().any(|c| c == chain);
-    has("hostports")
-        && has("hostip_hostports")
-        && listing.chain_holds(
-            "hostports_all",
-            &[jump("hostip_hostports"), jump("hostports")],
-        )
-        && listing.chain_holds("prerouting", std::slice::from_ref(&local_to_all))
-        && listing.chain_holds("output", std::slice::from_ref(&local_to_all))
-        && (portmap.snat == Snat::Off || has("masquerading"))
-}
-
-/// `delete rule` lines for a container's rules in one family's table.
-fn nft_deletes(table: &str, listing: &nft::Listing, container_id: &str) -> Vec<String> {
-    listing.delete_rules(table, |r| {
-        NFT_RULE_CHAINS.contains(&r.chain.as_str()) && r.comment == container_id
-    })
-}
-
-/// CHECK against one family's nft table: the entry chains, one DNAT rule per
-/// mapping with the right port and destination, and the masquerade rules.
-fn nft_check(portmap: &PortMap, container: IpNet, listing: &nft::Listing) -> Result<()> {
+/// CHECK against one family's table: the entry chains, one DNAT rule per mapping
+/// with the right port and destination, and the masquerade rules.
+fn nft_check(portmap: &PortMap, container: IpNet, listing: &Listing) -> Result<()> {
     let missing = |what: &str| {
         Err(NetError::Other(format!(
             "missing hostport rules in {what:?} chain"
         )))
     };
     for chain in ["prerouting", "output", "hostports_all", "hostports"] {
-        if !listing.chains.iter().any(|c| c == chain) {
+        if !listing.has_chain(chain) {
             return missing(chain);
         }
     }
     let v6 = container.addr().is_ipv6();
-    let ours = |chain: &str| {
-        listing
-            .rules
-            .iter()
-            .filter(|r| r.chain == chain && r.comment == portmap.container_id)
-            .collect::<Vec<_>>()
-    };
-    let dnats: Vec<(u64, String, u64)> = ours("hostports")
+    let of =
+        |chain: &str| listing.select(|r| r.chain == chain && r.comment == portmap.container_id);
+    let dnats: Vec<(u16, Vec<u8>, u16)> = of("hostports")
         .iter()
-        .filter_map(|r| nft_dnat(&r.expr))
+        .filter_map(|r| dnat_of(&r.exprs))
         .collect();
     for m in portmap.mappings.iter().filter(|m| m.applies_to(v6)) {
         let want = (
-            u64::from(m.host_port),
-            container.addr().to_string(),
-            u64::from(m.container_port),
+            m.host_port,
+            address_bytes(container.addr()),
+            m.container_port,
         );
         if !dnats.contains(&want) {
             return missing("hostports");
@@ -241,124 +280,91 @@ fn nft_check(portmap: &PortMap, container: IpNet, listing: &nft::Listing) -> Res
     }
     if portmap.snat != Snat::Off {
         let wanted = if v6 || portmap.masq_all { 1 } else { 2 };
-        if ours("masquerading").len() < wanted {
+        if of("masquerading").len() < wanted {
             return missing("masquerading");
         }
     }
     Ok(())
 }
 
-/// (host port, DNAT address, DNAT port) of a rule's JSON statements.
-fn nft_dnat(expr: &Value) -> Option<(u64, String, u64)> {
-    let statements = expr.as_array()?;
-    let dport = statements.iter().find_map(|s| {
-        let m = s.get("match")?;
-        (m["left"]["payload"]["field"] == "dport")
-            .then(|| m["right"].as_u64())
-            .flatten()
-    })?;
-    let dnat = statements.iter().find_map(|s| s.get("dnat"))?;
-    Some((
-        dport,
-        dnat["addr"].as_str()?.to_string(),
-        dnat["port"].as_u64()?,
-    ))
+/// (host port, DNAT address, DNAT port) of a rule.
+fn dnat_of(exprs: &[Expr]) -> Option<(u16, Vec<u8>, u16)> {
+    let at = exprs.iter().position(
+        |e| matches!(e, Expr::Payload { base, offset: 2, len: 2, .. } if *base == TRANSPORT_HEADER),
+    )?;
+    let port = |data: &[u8]| Some(u16::from_be_bytes(data.get(..2)?.try_into().ok()?));
+    let dport = match exprs.get(at + 1)? {
+        Expr::Cmp { data, .. } => port(data)?,
+        _ => return None,
+    };
+    let mut immediates = exprs.iter().filter_map(|e| match e {
+        Expr::Immediate { data, .. } => Some(data.clone()),
+        _ => None,
+    });
+    let address = immediates.next()?;
+    let to_port = port(&immediates.next()?)?;
+    Some((dport, address, to_port))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::meta::portmap::model::fixtures::{mappings, portmap};
+    use cni_net::nft::Rule;
 
-    #[test]
-    fn nft_setup_builds_both_chain_levels_and_replaces_own_rules() {
-        let mappings = mappings();
-        let mut pm = portmap(&mappings);
-        let conditions = vec!["iifname".to_string(), "!=".into(), "\"lo\"".into()];
-        pm.conditions_v6 = &conditions;
-        let listing = nft::Listing {
-            chains: vec!["hostports".into()],
-            rules: vec![
-                nft::Rule {
-                    chain: "hostports".into(),
-                    handle: 7,
-                    comment: "ctr-1".into(),
-                    expr: Value::Null,
-                },
-                nft::Rule {
-                    chain: "hostports".into(),
-                    handle: 8,
-                    comment: "ctr-10".into(),
-                    expr: Value::Null,
-                },
-            ],
-        };
-        let lines = nft_setup_lines(&pm, "fd00::5/64".parse().unwrap(), &listing);
-        let t = "ip6 cni_hostport";
-        assert_eq!(
-            lines,
-            vec![
-                format!("add table {t} {{ comment \"CNI portmap plugin\" ; }}"),
-                format!("add chain {t} hostports"),
-                format!("add chain {t} hostip_hostports"),
-                format!("add chain {t} hostports_all"),
-                format!("flush chain {t} hostports_all"),
-                format!("add rule {t} hostports_all jump hostip_hostports"),
-                format!("add rule {t} hostports_all jump hostports"),
-                format!("add chain {t} prerouting {{ type nat hook prerouting priority -100 ; }}"),
-                format!("flush chain {t} prerouting"),
-                format!(
-                    "add rule {t} prerouting iifname != \"lo\" fib daddr type local jump hostports_all"
-                ),
-                format!("add chain {t} output {{ type nat hook output priority -100 ; }}"),
-                format!("flush chain {t} output"),
-                format!(
-                    "add rule {t} output iifname != \"lo\" fib daddr type local jump hostports_all"
-                ),
-                format!(
-                    "add chain {t} masquerading {{ type nat hook postrouting priority 100 ; }}"
-                ),
-                format!("delete rule {t} hostports handle 7"),
-                format!(
-                    "add rule {t} hostports tcp dport 8080 dnat to [fd00::5]:80 comment \"ctr-1\""
-                ),
-                format!(
-                    "add rule {t} hostports ip6 daddr 2001:db8::1 udp dport 5300 dnat to [fd00::5]:53 comment \"ctr-1\""
-                ),
-                format!(
-                    "add rule {t} masquerading ip6 saddr fd00::5 ip6 daddr fd00::5 masquerade comment \"ctr-1\""
-                ),
-            ]
-        );
-        let v4 = nft_setup_lines(
-            &pm,
-            "10.22.0.5/16".parse().unwrap(),
-            &nft::Listing::default(),
-        );
-        assert!(v4.contains(&"add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.22.0.5 masquerade comment \"ctr-1\"".to_string()));
-        assert!(v4.contains(&"add rule ip cni_hostport hostports ip daddr 192.0.2.1 tcp dport 8443 dnat to 10.22.0.5:443 comment \"ctr-1\"".to_string()));
-        assert!(
-            v4.contains(
-                &"add rule ip cni_hostport prerouting fib daddr type local jump hostports_all"
-                    .to_string()
-            )
-        );
+    fn rule(chain: &str, handle: u64, comment: &str, exprs: Vec<Expr>) -> Rule {
+        Rule {
+            chain: chain.into(),
+            handle,
+            comment: comment.into(),
+            exprs,
+        }
     }
 
     #[test]
-    fn nft_setup_leaves_a_skeleton_in_place_alone_unless_there_are_conditions() {
+    fn a_new_table_gets_upstreams_skeleton_and_the_containers_rules() {
         let mappings = mappings();
-        let mut pm = portmap(&mappings);
-        // The base-chain rules as `nft -j list table ip cni_hostport` (nft 1.0.6)
-        // shows them.
-        let shown = |chain: &str, expr: &str| nft::Rule {
-            chain: chain.into(),
-            handle: 1,
-            comment: String::new(),
-            expr: serde_json::from_str(expr).unwrap(),
-        };
-        let local = r#"[{"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}, {"jump": {"target": "hostports_all"}}]"#;
-        let listing = nft::Listing {
+        let pm = portmap(&mappings);
+        let mut batch = Batch::new();
+        setup_batch(
+            &mut batch,
+            &pm,
+            "10.22.0.5/16".parse().unwrap(),
+            &Listing::default(),
+        )
+        .unwrap();
+        let t = "ip cni_hostport";
+        assert_eq!(
+            batch.describe(),
+            [
+                format!("add table {t}"),
+                format!("add chain {t} hostports"),
+                format!("add chain {t} hostip_hostports"),
+                format!("add chain {t} hostports_all"),
+                format!("add rule {t} hostports_all"),
+                format!("add rule {t} hostports_all"),
+                format!("add chain {t} prerouting"),
+                format!("add rule {t} prerouting"),
+                format!("add chain {t} output"),
+                format!("add rule {t} output"),
+                format!("add chain {t} masquerading"),
+                // 8080 and 8443 (its host IP is IPv4); 5300's host IP is IPv6.
+                format!("add rule {t} hostports"),
+                format!("add rule {t} hostports"),
+                format!("add rule {t} masquerading"),
+                format!("add rule {t} masquerading"),
+            ]
+        );
+        assert!(!batch.deletes());
+    }
+
+    #[test]
+    fn a_skeleton_in_place_is_left_alone_and_own_rules_are_replaced() {
+        let mappings = mappings();
+        let pm = portmap(&mappings);
+        let mut local = matches::fib_daddr_local();
+        local.push(matches::verdict(Verdict::Jump("hostports_all".into())));
+        let listing = Listing {
             chains: [
                 "hostports",
                 "hostip_hostports",
@@ -370,38 +376,65 @@ mod tests {
             .map(String::from)
             .to_vec(),
             rules: vec![
-                shown(
+                rule(
                     "hostports_all",
-                    r#"[{"jump": {"target": "hostip_hostports"}}]"#,
+                    1,
+                    "",
+                    vec![matches::verdict(Verdict::Jump("hostip_hostports".into()))],
                 ),
-                shown("hostports_all", r#"[{"jump": {"target": "hostports"}}]"#),
-                shown("prerouting", local),
-                shown("output", local),
+                rule(
+                    "hostports_all",
+                    2,
+                    "",
+                    vec![matches::verdict(Verdict::Jump("hostports".into()))],
+                ),
+                rule("prerouting", 3, "", local.clone()),
+                rule("output", 4, "", local),
+                rule("hostports", 7, "ctr-1", vec![]),
+                rule("hostports", 8, "ctr-10", vec![]),
             ],
         };
-        let container = "10.22.0.5/16".parse().unwrap();
-        let lines = nft_setup_lines(&pm, container, &listing);
-        assert!(
-            !lines
-                .iter()
-                .any(|l| l.starts_with("add chain") || l.starts_with("flush")),
-            "{lines:#?}"
-        );
+        let mut batch = Batch::new();
+        setup_batch(&mut batch, &pm, "fd00::5/64".parse().unwrap(), &listing).unwrap();
+        let t = "ip6 cni_hostport";
         assert_eq!(
-            lines.len(),
-            1 + 2 + 2,
-            "table, 2 DNATs, 2 masquerades: {lines:#?}"
+            batch.describe(),
+            [
+                format!("add table {t}"),
+                format!("delete rule {t} hostports handle 7"),
+                // 8080, and 5300 to an IPv6 host IP; one masquerade for IPv6.
+                format!("add rule {t} hostports"),
+                format!("add rule {t} hostports"),
+                format!("add rule {t} masquerading"),
+            ]
         );
-
-        let mut partial = listing;
-        partial.rules.pop();
-        let lines = nft_setup_lines(&pm, container, &partial);
-        assert!(lines.contains(&"flush chain ip cni_hostport output".to_string()));
-
+        // With conditions, the base chains are nft's: the batch does not touch them.
         let conditions = vec!["iifname".to_string(), "!=".into(), "\"lo\"".into()];
-        pm.conditions_v4 = &conditions;
-        partial.rules.push(shown("output", local));
-        let lines = nft_setup_lines(&pm, container, &partial);
-        assert!(lines.contains(&"flush chain ip cni_hostport prerouting".to_string()));
+        let mut pm = portmap(&mappings);
+        pm.conditions_v6 = &conditions;
+        let mut batch = Batch::new();
+        setup_batch(
+            &mut batch,
+            &pm,
+            "fd00::5/64".parse().unwrap(),
+            &Listing::default(),
+        )
+        .unwrap();
+        assert!(
+            !batch
+                .describe()
+                .iter()
+                .any(|c| c.contains("prerouting") || c.contains("output"))
+        );
+        assert!(conditioned_skeleton(true, &conditions).contains(
+            "add rule ip6 cni_hostport prerouting iifname != \"lo\" fib daddr type local jump hostports_all"
+        ));
+    }
+
+    #[test]
+    fn dnats_read_back_from_their_expressions() {
+        let mut exprs = matches::dport(6, 8080);
+        exprs.extend(matches::dnat("10.0.0.2".parse().unwrap(), 80));
+        assert_eq!(dnat_of(&exprs), Some((8080, vec![10, 0, 0, 2], 80)));
     }
 }
