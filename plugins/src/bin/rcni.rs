@@ -45,7 +45,7 @@ fn main() -> ExitCode {
                 println!("  {name}");
             }
             println!(
-                "\nUsage: rcni install DIR    create hard links named after each plugin in DIR"
+                "\nUsage: rcni install DIR    create hard links named after each plugin in DIR\n       rcni firewall       list the CNI nftables rules (no nft binary needed)"
             );
             ExitCode::SUCCESS
         }
@@ -53,11 +53,50 @@ fn main() -> ExitCode {
             Some(dir) => install(Path::new(dir)),
             None => usage("install needs a directory"),
         },
+        Some("firewall") => firewall(),
         Some(name) => match rcni::plugin(name) {
             Some(plugin) => cni_skel::main(plugin, &cx),
             None => usage(&format!("no plugin named {name:?}")),
         },
     }
+}
+
+/// Lists the rules of the nftables tables CNI plugins use, read in-process (a node
+/// without the `nft` binary can still see them).
+fn firewall() -> ExitCode {
+    use cni_net::nft::{Family, Nft};
+    let tables = [
+        (Family::Inet, "cni_plugins_masquerade"),
+        (Family::Ip, "cni_hostport"),
+        (Family::Ip6, "cni_hostport"),
+        (Family::Bridge, "nat"),
+    ];
+    let mut engine = match Nft::open() {
+        Ok(engine) => engine,
+        Err(e) => return usage(&format!("cannot read nftables: {e}")),
+    };
+    for (family, table) in tables {
+        let listing = match engine.list(family, table) {
+            Ok(listing) => listing,
+            Err(e) => return usage(&format!("cannot list {} {table}: {e}", family.name())),
+        };
+        for chain in &listing.chains {
+            println!("{} {table} {chain}", family.name());
+            for rule in listing.rules.iter().filter(|r| &r.chain == chain) {
+                let comment = if rule.comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(" comment {:?}", rule.comment)
+                };
+                println!(
+                    "    handle {}: {} expressions{comment}",
+                    rule.handle,
+                    rule.exprs.len()
+                );
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn basename(path: &str) -> String {
@@ -68,7 +107,7 @@ fn basename(path: &str) -> String {
 }
 
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("rcni: {problem}\nUsage: rcni [install DIR | PLUGIN]");
+    eprintln!("rcni: {problem}\nUsage: rcni [install DIR | firewall | PLUGIN]");
     ExitCode::from(2)
 }
 
