@@ -112,16 +112,23 @@ pub(super) fn teardown(network: &str, container_ids: &[&str], v6s: &[bool]) -> R
         ));
     }
     for v6 in usable {
-        let listing = iptables::list(v6, "nat")?;
-        let lines = iptables_teardown_lines(network, container_ids, &listing);
-        iptables::restore(v6, "nat", &lines).map_err(|e| {
-            e.context(format!(
-                "could not teardown ipv{} dnat",
-                if v6 { 6 } else { 4 }
-            ))
+        apply_teardown(v6, |listing| {
+            iptables_teardown_lines(network, container_ids, listing)
         })?;
     }
     Ok(())
+}
+
+/// Reads one family's nat table and applies the deleting lines `lines_for` derives
+/// from it, in one restore.
+fn apply_teardown(v6: bool, lines_for: impl FnOnce(&[String]) -> Vec<String>) -> Result<()> {
+    let listing = iptables::list(v6, "nat")?;
+    iptables::restore(v6, "nat", &lines_for(&listing)).map_err(|e| {
+        e.context(format!(
+            "could not teardown ipv{} dnat",
+            if v6 { 6 } else { 4 }
+        ))
+    })
 }
 
 /// DEL of one attachment whose addresses are `ips`: its DNAT (and hairpin mark)
@@ -137,13 +144,8 @@ pub(super) fn teardown_attachment(network: &str, container_id: &str, ips: &[IpNe
         if ours.is_empty() || !iptables_usable(v6) {
             continue;
         }
-        let listing = iptables::list(v6, "nat")?;
-        let lines = attachment_teardown_lines(network, container_id, &ours, &listing);
-        iptables::restore(v6, "nat", &lines).map_err(|e| {
-            e.context(format!(
-                "could not teardown ipv{} dnat",
-                if v6 { 6 } else { 4 }
-            ))
+        apply_teardown(v6, |listing| {
+            attachment_teardown_lines(network, container_id, &ours, listing)
         })?;
     }
     Ok(())
