@@ -49,6 +49,7 @@ if [[ ${1:-} == __inner ]]; then
       brm) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-brm-$n\",\"type\":\"bridge\",\"bridge\":\"rbm$n\",\"isGateway\":true,\"ipMasq\":true,${ipam/10.$s./10.$((s + 3)).}}" ;;
       brn) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-brn-$n\",\"type\":\"bridge\",\"bridge\":\"rbn$n\",\"isGateway\":true,\"ipMasq\":true,\"ipMasqBackend\":\"nftables\",${ipam/10.$s./10.$((s + 4)).}}" ;;
       ptp) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-ptp-$n\",\"type\":\"ptp\",${ipam/10.$s./10.$((s + 5)).}}" ;;
+      mv) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-mv-$n\",\"type\":\"macvlan\",\"master\":\"rbmaster\",${ipam/10.$s./10.$((s + 9)).}}" ;;
       brc) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-c-$n\",\"type\":\"bridge\",\"bridge\":\"rbc$n\",\"isGateway\":true,\"ipMasq\":true,${ipam/10.$s./10.$((s + 6)).}}" ;;
       pm) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-c-$n\",\"type\":\"portmap\",\"runtimeConfig\":{\"portMappings\":[{\"hostPort\":${p}080,\"containerPort\":80,\"protocol\":\"tcp\"}]}}" ;;
       brcn) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-cn-$n\",\"type\":\"bridge\",\"bridge\":\"rbd$n\",\"isGateway\":true,\"ipMasq\":true,\"ipMasqBackend\":\"nftables\",${ipam/10.$s./10.$((s + 7)).}}" ;;
@@ -127,6 +128,7 @@ if [[ ${1:-} == __inner ]]; then
     "b-bridge-masq-iptables eth0 brm"
     "bn-bridge-masq-nftables eth0 brn"
     "d-ptp eth0 ptp"
+    "m-macvlan eth0 mv"
     "c-bridge-portmap-iptables eth0 brc pm"
     "cn-bridge-portmap-nftables eth0 brcn pmn"
   )
@@ -247,6 +249,9 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$HOST"
 ip -n "$HOST" link set lo up
+# The macvlan scenario's master: a veth end in the private host namespace.
+ip -n "$HOST" link add rbmaster type veth peer name rbmasterp
+ip -n "$HOST" link set rbmaster up
 max=0; for s in $SIZES; do ((s > max)) && max=$s; done
 for ((j = 1; j <= max; j++)); do ip netns add "$PAR_PREFIX-$j"; done
 

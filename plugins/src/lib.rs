@@ -17,6 +17,7 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
         ("bridge", &main::bridge::Bridge),
         ("host-local", &ipam::host_local::HostLocal),
         ("loopback", &main::loopback::Loopback),
+        ("macvlan", &main::macvlan::Macvlan),
         ("portmap", &meta::portmap::Portmap),
         ("ptp", &main::ptp::Ptp),
         ("static", &ipam::static_ipam::Static),

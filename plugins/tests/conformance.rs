@@ -8,8 +8,9 @@ mod common;
 
 use std::path::Path;
 
+use cni_net::{FakeKernel, KindSpec, LinkSpec};
 use cni_testkit::require_root;
-use common::{ALL_VERSIONS, conformance_on_fake, conformance_on_kernel};
+use common::{ALL_VERSIONS, conformance_on_fake, conformance_on_fake_with, conformance_on_kernel};
 use serde_json::{Value, json};
 
 fn host_local(data_dir: &Path, subnet: &str) -> Value {
@@ -49,6 +50,49 @@ fn ptp_on_the_kernel() {
 #[test]
 fn ptp_on_the_fake_kernel() {
     conformance_on_fake("ptp", &ALL_VERSIONS, |dir| ptp_conf(dir, false));
+}
+
+fn macvlan_conf(data_dir: &Path) -> Value {
+    json!({"name": "confmv", "type": "macvlan", "master": "mvmaster",
+        "ipam": host_local(data_dir, "10.71.0.0/24")})
+}
+
+#[test]
+fn macvlan_on_the_kernel() {
+    require_root!();
+    conformance_on_kernel("macvlan", &ALL_VERSIONS, |s| {
+        s.ip(
+            s.host_name(),
+            &[
+                "link", "add", "mvmaster", "type", "veth", "peer", "name", "mvpeer",
+            ],
+        );
+        macvlan_conf(s.state_dir())
+    });
+}
+
+/// A veth end `name` in the fake kernel's host namespace, as a master.
+fn fake_master(fake: &FakeKernel, name: &str) {
+    let peer = format!("{name}p");
+    let kind = KindSpec::Veth {
+        peer: &peer,
+        peer_netns: None,
+        peer_mac: None,
+    };
+    fake.kernel()
+        .host()
+        .and_then(|mut host| host.create_link(&LinkSpec::new(name, kind)))
+        .expect("master link");
+}
+
+#[test]
+fn macvlan_on_the_fake_kernel() {
+    conformance_on_fake_with(
+        "macvlan",
+        &ALL_VERSIONS,
+        |fake| fake_master(fake, "mvmaster"),
+        macvlan_conf,
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
 use crate::pkg::{
-    ContainerLink, Rollback, check_addresses_and_routes, check_container_veth, del_beside_masq,
+    ContainerLink, Rollback, check_addresses_and_routes, check_container_link, del_beside_masq,
     ipam_add, ipam_verb, masq_backend, masq_owner, setup_masq, teardown_masq,
 };
 use cni_skel::Command;
@@ -200,7 +200,8 @@ impl Plugin for Ptp {
             args,
         )?;
         let prev = args.require_prev_result()?;
-        let (mut container, link) = check_container_veth(cx.kernel, args, &prev)?;
+        let (mut container, link) =
+            check_container_link(cx.kernel, args, &prev, cni_net::LinkKind::Veth)?;
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 

@@ -201,11 +201,13 @@ impl ContainerLink {
 }
 
 /// CHECK of the container end: prevResult names it in this netns, and the kernel has
-/// it as a veth with that MAC. Returns a socket in the container netns and the link.
-pub fn check_container_veth(
+/// it as a link of `kind` with that MAC. Returns a socket in the container netns and
+/// the link.
+pub fn check_container_link(
     kernel: &Kernel,
     args: &CmdArgs,
     prev: &v100::Result,
+    kind: LinkKind,
 ) -> Result<(Netlink, Link), Error> {
     let iface = find_container_iface(prev, &args.ifname, &args.netns).ok_or_else(|| {
         Error::internal(format!(
@@ -221,10 +223,11 @@ pub fn check_container_veth(
             args.ifname
         ))
     })?;
-    if link.kind != LinkKind::Veth {
+    if link.kind != kind {
         return Err(Error::internal(format!(
-            "Error: Container interface: {} not of type veth",
-            link.name
+            "Error: Container interface: {} not of type {}",
+            link.name,
+            format!("{kind:?}").to_lowercase()
         )));
     }
     if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac) {

@@ -7,10 +7,12 @@ mod ipam;
 mod link;
 mod masq;
 mod rollback;
+#[cfg(test)]
+pub mod testing;
 
 pub use ipam::{ipam_add, ipam_verb};
 pub use link::{
-    ContainerLink, Found, check_addresses_and_routes, check_container_veth, container_mac, mtu,
+    ContainerLink, Found, check_addresses_and_routes, check_container_link, container_mac, mtu,
     prev_addresses,
 };
 pub use masq::{

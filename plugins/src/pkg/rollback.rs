@@ -24,6 +24,23 @@ impl<'a> Rollback<'a> {
         });
     }
 
+    /// Deletes link `name` of `netns` if the ADD fails: for a link just created in
+    /// another namespace, before its index is known (the lookup may be what fails).
+    pub fn push_link_removal_by_name(
+        &mut self,
+        kernel: &'a Kernel,
+        netns: &'a NetNs,
+        name: &'a str,
+    ) {
+        self.push(move || {
+            if let Ok(mut netlink) = kernel.netlink(netns)
+                && let Ok(Some(link)) = netlink.link_by_name(name)
+            {
+                let _ = netlink.delete_link(link.index);
+            }
+        });
+    }
+
     pub fn done(mut self) {
         self.steps.clear();
     }

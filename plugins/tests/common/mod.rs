@@ -160,8 +160,20 @@ pub fn conformance_on_fake(
     versions: &[&'static str],
     conf_for: impl Fn(&Path) -> serde_json::Value,
 ) {
+    conformance_on_fake_with(plugin_name, versions, |_| {}, conf_for);
+}
+
+/// [`conformance_on_fake`] after `prepare` has set up the fake kernel (a master
+/// link in its host namespace, say).
+pub fn conformance_on_fake_with(
+    plugin_name: &str,
+    versions: &[&'static str],
+    prepare: impl Fn(&cni_net::FakeKernel),
+    conf_for: impl Fn(&Path) -> serde_json::Value,
+) {
     let plugin = rcni::plugin(plugin_name).expect("plugin in rcni");
     let target = cni_testkit::conformance::FakeTarget::new(plugin, rcni::plugin);
+    prepare(&target.fake);
     cni_testkit::conformance::Lifecycle {
         conf: conf_for(target.state_dir()),
         versions: versions.to_vec(),

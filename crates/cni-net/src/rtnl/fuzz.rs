@@ -30,6 +30,13 @@ fn seeds() -> Vec<Vec<u8>> {
         txqlen: 1000,
         alias: "x".into(),
         port: Some(Default::default()),
+        macvlan_mode: None,
+    };
+    let macvlan = Link {
+        kind: LinkKind::Macvlan,
+        port: None,
+        macvlan_mode: Some(crate::MacvlanMode::Bridge),
+        ..link.clone()
     };
     let address = Address {
         index: 3,
@@ -52,6 +59,7 @@ fn seeds() -> Vec<Vec<u8>> {
     };
     let messages = vec![
         RouteNetlinkMessage::NewLink(link_message(&link)),
+        RouteNetlinkMessage::NewLink(link_message(&macvlan)),
         RouteNetlinkMessage::NewAddress(address_report(&address)),
         RouteNetlinkMessage::NewRoute(route_message(&route)),
         RouteNetlinkMessage::NewRule(rule_message(&rule).unwrap()),

@@ -15,7 +15,7 @@ use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
 use crate::pkg::{
-    ContainerLink, Rollback, check_addresses_and_routes, check_container_veth, container_mac,
+    ContainerLink, Rollback, check_addresses_and_routes, check_container_link, container_mac,
     del_beside_masq, ipam_add, ipam_verb, masq_backend, masq_owner, setup_masq, teardown_masq,
 };
 use host::{
@@ -298,7 +298,8 @@ impl Plugin for Bridge {
                 bridge.name, bridge.promisc, conf.promisc_mode
             )));
         }
-        let (mut container, link) = check_container_veth(cx.kernel, args, &prev)?;
+        let (mut container, link) =
+            check_container_link(cx.kernel, args, &prev, cni_net::LinkKind::Veth)?;
         let mut peer_found = false;
         for candidate in prev.interfaces.iter().filter(|i| i.sandbox.is_empty()) {
             if let Some(host_link) = host.link_by_name(&candidate.name)?

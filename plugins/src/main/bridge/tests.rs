@@ -1,65 +1,19 @@
 //! bridge against the fake kernel: the plugin's own ADD/DEL code, with every
 //! netlink step failing in turn, and the VLAN logic this machine's kernel lacks.
 
-use std::sync::Mutex;
-
 use cni_net::rtnl::fake::{ENOSPC, HOST};
 use cni_net::{FakeKernel, Kernel};
-use cni_skel::{CmdArgs, Command, Context, Delegate};
-use cni_types::result::Result as CniResult;
 
 use super::host::{apply_vlans, first_host};
 use super::*;
-
-/// An IPAM delegate that hands out one address and records what it holds.
-#[derive(Default)]
-struct FakeIpam {
-    held: Mutex<Vec<String>>,
-}
-
-impl Delegate for FakeIpam {
-    fn add(&self, _plugin_type: &str, args: &CmdArgs) -> Result<CniResult, Error> {
-        self.held.lock().unwrap().push(args.container_id.clone());
-        CniResult::from_slice(
-            br#"{"cniVersion":"1.0.0","ips":[{"address":"10.22.0.5/16","gateway":"10.22.0.1"}],
-                 "routes":[{"dst":"0.0.0.0/0"}]}"#,
-        )
-        .map_err(|e| Error::internal(e.to_string()))
-    }
-
-    fn verb(&self, _plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error> {
-        if command == Command::Del {
-            self.held
-                .lock()
-                .unwrap()
-                .retain(|id| *id != args.container_id);
-        }
-        Ok(())
-    }
-}
+use crate::pkg::testing::FakeIpam;
 
 const CONF: &str = r#"{"cniVersion":"1.0.0","name":"mynet","type":"bridge","bridge":"cni0",
     "isDefaultGateway":true,"hairpinMode":true,"ipam":{"type":"fake-ipam"}}"#;
 
 /// Runs bridge `command` on the fake kernel as the skel would; returns (exit code, stdout).
 fn run(kernel: &Kernel, ipam: &FakeIpam, command: &str, netns: &str) -> (i32, String) {
-    let env = |name: &str| {
-        Some(match name {
-            "CNI_COMMAND" => command.to_string(),
-            "CNI_CONTAINERID" => "ctr-1".into(),
-            "CNI_NETNS" => netns.to_string(),
-            "CNI_IFNAME" => "eth0".into(),
-            "CNI_PATH" => "/nonexistent".into(),
-            _ => return None,
-        })
-    };
-    let cx = Context {
-        kernel,
-        delegate: ipam,
-    };
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = cni_skel::run(&Bridge, &cx, &env, &mut CONF.as_bytes(), &mut out, &mut err);
-    (code, String::from_utf8_lossy(&out).into_owned())
+    crate::pkg::testing::run(&Bridge, kernel, ipam, command, netns, CONF)
 }
 
 #[test]

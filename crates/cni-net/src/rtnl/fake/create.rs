@@ -84,7 +84,10 @@ fn create(
             .flat_map(|n| &n.links)
             .filter(|l| l.kind == LinkKind::Macvlan && l.parent == Some(parent))
             .count();
-        if wanted.kind == LinkKind::Macvlan && uppers > 0 && is_passthru(m) {
+        if wanted.kind == LinkKind::Macvlan
+            && uppers > 0
+            && wanted.macvlan_mode == Some(crate::rtnl::link::MacvlanMode::Passthru)
+        {
             return Err(EBUSY);
         }
     }
@@ -227,18 +230,8 @@ pub(super) fn add_device(
             txqlen: 1000,
             alias: String::new(),
             port: None,
+            macvlan_mode: None,
         },
     );
     Ok(())
-}
-
-fn is_passthru(m: &LinkMessage) -> bool {
-    use netlink_packet_route::link::{InfoMacVlan, MacVlanMode};
-    m.attributes.iter().any(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| {
-            matches!(i, LinkInfo::Data(InfoData::MacVlan(data))
-                if data.contains(&InfoMacVlan::Mode(MacVlanMode::Passthrough)))
-        }),
-        _ => false,
-    })
 }

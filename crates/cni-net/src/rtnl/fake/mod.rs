@@ -176,6 +176,7 @@ impl FakeKernel {
             txqlen: 1000,
             alias: String::new(),
             port: None,
+            macvlan_mode: None,
         };
         let mut rules = Vec::new();
         for (family, defaults) in [

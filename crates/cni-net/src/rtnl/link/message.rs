@@ -65,13 +65,7 @@ pub(super) fn create_message(spec: &LinkSpec) -> Result<LinkMessage> {
             vlan_filtering.then(|| InfoData::Bridge(vec![InfoBridge::VlanFiltering(true)]))
         }
         KindSpec::Macvlan { mode, bcqueuelen } => {
-            let mut info = vec![InfoMacVlan::Mode(match mode {
-                MacvlanMode::Private => MacVlanMode::Private,
-                MacvlanMode::Vepa => MacVlanMode::Vepa,
-                MacvlanMode::Bridge => MacVlanMode::Bridge,
-                MacvlanMode::Passthru => MacVlanMode::Passthrough,
-                MacvlanMode::Source => MacVlanMode::Source,
-            })];
+            let mut info = vec![InfoMacVlan::Mode(mode.wire())];
             if let Some(len) = bcqueuelen {
                 info.push(InfoMacVlan::BcQueueLen(*len));
             }
@@ -204,6 +198,7 @@ pub(crate) fn link_from_message(message: &LinkMessage) -> Link {
         txqlen: 0,
         alias: String::new(),
         port: None,
+        macvlan_mode: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -236,6 +231,12 @@ fn read_link_info(link: &mut Link, infos: &[LinkInfo]) {
                     }
                 }
                 link.port = Some(port);
+            }
+            LinkInfo::Data(InfoData::MacVlan(attributes)) => {
+                link.macvlan_mode = attributes.iter().find_map(|a| match a {
+                    InfoMacVlan::Mode(mode) => MacvlanMode::from_wire(*mode),
+                    _ => None,
+                });
             }
             _ => {}
         }
@@ -277,6 +278,11 @@ pub(crate) fn link_message(link: &Link) -> LinkMessage {
     if let Some(kind) = link.kind.wire() {
         info.push(LinkInfo::Kind(kind));
     }
+    if let Some(mode) = link.macvlan_mode {
+        info.push(LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+            mode.wire(),
+        )])));
+    }
     if let Some(port) = link.port {
         info.push(LinkInfo::PortKind(InfoPortKind::Bridge));
         info.push(LinkInfo::PortData(InfoPortData::BridgePort(vec![
@@ -288,4 +294,27 @@ pub(crate) fn link_message(link: &Link) -> LinkMessage {
         attributes.push(LinkAttribute::LinkInfo(info));
     }
     message
+}
+
+impl MacvlanMode {
+    fn wire(self) -> MacVlanMode {
+        match self {
+            MacvlanMode::Private => MacVlanMode::Private,
+            MacvlanMode::Vepa => MacVlanMode::Vepa,
+            MacvlanMode::Bridge => MacVlanMode::Bridge,
+            MacvlanMode::Passthru => MacVlanMode::Passthrough,
+            MacvlanMode::Source => MacVlanMode::Source,
+        }
+    }
+
+    fn from_wire(mode: MacVlanMode) -> Option<MacvlanMode> {
+        Some(match mode {
+            MacVlanMode::Private => MacvlanMode::Private,
+            MacVlanMode::Vepa => MacvlanMode::Vepa,
+            MacVlanMode::Bridge => MacvlanMode::Bridge,
+            MacVlanMode::Passthrough => MacvlanMode::Passthru,
+            MacVlanMode::Source => MacvlanMode::Source,
+            _ => return None,
+        })
+    }
 }

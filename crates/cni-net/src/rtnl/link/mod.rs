@@ -146,6 +146,8 @@ pub struct Link {
     pub alias: String,
     /// Bridge-port flags, when the link is a bridge port.
     pub port: Option<BridgePort>,
+    /// A macvlan's mode (`IFLA_MACVLAN_MODE`).
+    pub macvlan_mode: Option<MacvlanMode>,
 }
 
 /// The bridge-port flags plugins set.

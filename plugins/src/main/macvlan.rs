@@ -1,0 +1,347 @@
+//! macvlan: a macvlan child of a host NIC (the "master"), in the container (upstream
+//! `plugins/main/macvlan`). With IPAM it is configured at L3; without, it is only
+//! brought up (L2).
+//!
+//! Upstream creates the link under a temporary `veth%08x` name and renames it inside
+//! the container. Here it is created in one request directly in the container's
+//! namespace under `CNI_IFNAME` (`IFLA_NET_NS_FD`; the kernel checks the name
+//! there): no temporary name, so nothing can clash with a concurrent ADD or be left
+//! behind by a failed rename.
+
+use cni_net::iface::configure_iface;
+use cni_net::{Family, KindSpec, Link, LinkKind, LinkSpec, MacvlanMode, NetNs, Netlink};
+use cni_skel::{Command, Context, Plugin, Request};
+use cni_types::result::{Result as CniResult, v100};
+use cni_types::{Context as _, Error};
+use serde::Deserialize;
+
+use crate::pkg::{
+    ContainerLink, Rollback, check_addresses_and_routes, check_container_link, container_mac,
+    ipam_add, ipam_verb,
+};
+
+/// macvlan's own keys (`ipam` and `dns` are in `PluginConf`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Conf {
+    /// The lower device; the default route's interface when empty.
+    master: String,
+    mode: String,
+    mtu: i64,
+    mac: String,
+    /// The master lives in the container's namespace (upstream `linkInContainer`).
+    #[serde(rename = "linkInContainer")]
+    link_in_container: bool,
+    bcqueuelen: Option<u32>,
+}
+
+/// The config as ADD, CHECK and DEL use it: mode parsed, MTU checked against the
+/// master's.
+struct Setup {
+    mode: MacvlanMode,
+    master: Link,
+    mtu: u32,
+}
+
+/// Upstream `modeFromString`; empty is `bridge`.
+fn mode_from(text: &str) -> Result<MacvlanMode, Error> {
+    Ok(match text {
+        "" | "bridge" => MacvlanMode::Bridge,
+        "private" => MacvlanMode::Private,
+        "vepa" => MacvlanMode::Vepa,
+        "passthru" => MacvlanMode::Passthru,
+        "source" => MacvlanMode::Source,
+        other => {
+            return Err(Error::internal(format!("unknown macvlan mode: {other:?}")));
+        }
+    })
+}
+
+/// The interface of the first default route (IPv4, then IPv6), as upstream's
+/// `getDefaultRouteInterfaceName`.
+fn default_route_link(netlink: &mut Netlink) -> Result<Link, Error> {
+    for family in [Family::V4, Family::V6] {
+        let routes = netlink.routes(family)?;
+        let oif = routes
+            .iter()
+            .filter(|r| r.dst.prefix_len() == 0)
+            .find_map(|r| r.oif);
+        if let Some(link) = oif.map(|i| netlink.link_by_index(i)).transpose()?.flatten() {
+            return Ok(link);
+        }
+    }
+    Err(Error::internal("no default route interface found"))
+}
+
+impl Setup {
+    /// `master_netlink` is the host's socket, or the container's with
+    /// `linkInContainer`.
+    fn load(conf: &Conf, master_netlink: &mut Netlink) -> Result<Setup, Error> {
+        let mode = mode_from(&conf.mode)?;
+        let master = if conf.master.is_empty() {
+            default_route_link(master_netlink)?
+        } else {
+            master_netlink.link_by_name(&conf.master)?.ok_or_else(|| {
+                Error::internal(format!(
+                    "failed to lookup master {:?}: Link not found",
+                    conf.master
+                ))
+            })?
+        };
+        let mtu = u32::try_from(conf.mtu)
+            .ok()
+            .filter(|m| *m <= master.mtu)
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "invalid MTU {}, must be [0, master MTU({})]",
+                    conf.mtu, master.mtu
+                ))
+            })?;
+        Ok(Setup { mode, master, mtu })
+    }
+}
+
+/// Config `mac` < `CNI_ARGS` `MAC` < `args.cni.mac` < `runtimeConfig.mac`.
+fn mac_for(args: &Request<Conf>) -> Result<Option<[u8; 6]>, Error> {
+    if let Some(mac) = container_mac(args)? {
+        return Ok(Some(mac));
+    }
+    let text = &args.plugin.mac;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    cni_net::parse_mac(text)
+        .map(Some)
+        .map_err(|_| Error::internal(format!("invalid args {text} for MAC addr")))
+}
+
+pub struct Macvlan;
+
+impl Plugin for Macvlan {
+    type Conf = Conf;
+
+    fn name(&self) -> &str {
+        "macvlan"
+    }
+
+    fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
+        let conf = &args.plugin;
+        let kernel = cx.kernel;
+        let ipam_type = args.ipam_type().unwrap_or_default();
+        let mac = mac_for(args)?;
+        let netns = kernel
+            .open_netns(&args.netns)
+            .context(format!("failed to open netns {:?}", args.netns))?;
+        let mut container = kernel.netlink(&netns)?;
+        let mut host = match conf.link_in_container {
+            true => None,
+            false => Some(kernel.host()?),
+        };
+        let master_netlink = host.as_mut().unwrap_or(&mut container);
+        let setup = Setup::load(conf, master_netlink)?;
+
+        let spec = LinkSpec {
+            parent: Some(setup.master.index),
+            netns: (!conf.link_in_container).then_some(&netns),
+            mtu: setup.mtu,
+            mac,
+            ..LinkSpec::new(
+                &args.ifname,
+                KindSpec::Macvlan {
+                    mode: setup.mode,
+                    bcqueuelen: conf.bcqueuelen,
+                },
+            )
+        };
+        master_netlink
+            .create_link(&spec)
+            .context("failed to create macvlan")?;
+        let mut rollback = Rollback::default();
+        rollback.push_link_removal_by_name(kernel, &netns, &args.ifname);
+        let link = container.require_link(&args.ifname)?;
+
+        let mut result = v100::Result {
+            cni_version: cni_types::version::CURRENT.into(),
+            interfaces: vec![v100::Interface {
+                name: link.name.clone(),
+                mac: link.mac.clone(),
+                mtu: i64::from(link.mtu),
+                sandbox: args.netns.clone(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        if ipam_type.is_empty() {
+            // L2: no addresses, the link is only brought up.
+            container.set_link_up(link.index, true)?;
+        } else {
+            let ipam = ipam_add(cx, ipam_type, args)?;
+            rollback.push(|| {
+                let _ = ipam_verb(cx, ipam_type, Command::Del, args);
+            });
+            if ipam.ips.is_empty() {
+                return Err(Error::internal("IPAM plugin returned missing IP config"));
+            }
+            result.ips = ipam.ips;
+            result.routes = ipam.routes;
+            for ip in &mut result.ips {
+                ip.interface = Some(0);
+            }
+            announce_changes(cx, &netns, &args.ifname);
+            configure_iface(kernel, &netns, &mut container, &link, &result)?;
+        }
+        // Upstream answers with the config's DNS; IPAM's is dropped.
+        result.dns = args.conf.dns.clone();
+        rollback.done();
+        Ok(CniResult::V100(result))
+    }
+
+    fn del(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        // Upstream's order: IPAM first, then the link; a missing netns or link is done.
+        if let Some(ipam_type) = args.ipam_type() {
+            ipam_verb(cx, ipam_type, Command::Del, args)?;
+        }
+        match ContainerLink::find(cx.kernel, args)?.into_link() {
+            Some(link) => link.delete(),
+            None => Ok(()),
+        }
+    }
+
+    fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        let conf = &args.plugin;
+        if let Some(ipam_type) = args.ipam_type() {
+            ipam_verb(cx, ipam_type, Command::Check, args)?;
+        }
+        let prev = args.require_prev_result()?;
+        let (mut container, link) =
+            check_container_link(cx.kernel, args, &prev, LinkKind::Macvlan)?;
+        let setup = match conf.link_in_container {
+            true => Setup::load(conf, &mut container)?,
+            false => Setup::load(conf, &mut cx.kernel.host()?)?,
+        };
+        if link.macvlan_mode != Some(setup.mode) {
+            return Err(Error::internal(format!(
+                "Container macvlan mode {:?} does not match expected value: {:?}",
+                link.macvlan_mode, setup.mode
+            )));
+        }
+        check_addresses_and_routes(&mut container, &link, &prev)
+    }
+
+    fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        match args.ipam_type() {
+            Some(ipam_type) => ipam_verb(cx, ipam_type, Command::Gc, args),
+            None => Ok(()),
+        }
+    }
+
+    /// IPAM's STATUS alone; the master is not looked at (as upstream).
+    fn status(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        match args.ipam_type() {
+            Some(ipam_type) => ipam_verb(cx, ipam_type, Command::Status, args),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Gratuitous ARP and unsolicited neighbour advertisements when the address or MAC
+/// changes; errors are ignored as upstream does (IPv6 may be off).
+fn announce_changes(cx: &Context, netns: &NetNs, ifname: &str) {
+    for name in [
+        format!("net/ipv4/conf/{ifname}/arp_notify"),
+        format!("net/ipv6/conf/{ifname}/ndisc_notify"),
+    ] {
+        let _ = cx.kernel.sysctl_write(Some(netns), &name, "1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! macvlan against the fake kernel: every netlink step failing in turn, and a
+    //! kernel without the macvlan module.
+
+    use cni_net::rtnl::fake::ENOSPC;
+    use cni_net::{FakeKernel, KindSpec, LinkKind, LinkSpec};
+
+    use super::Macvlan;
+    use crate::pkg::testing::{FakeIpam, run};
+
+    const CONF: &str = r#"{"cniVersion":"1.1.0","name":"mv","type":"macvlan",
+        "master":"eth9","mode":"vepa","ipam":{"type":"fake-ipam"}}"#;
+
+    /// A fake kernel with a container namespace and a master `eth9` on the host.
+    fn kernel() -> FakeKernel {
+        let fake = FakeKernel::new();
+        fake.add_netns("/fake/ctr");
+        let kind = KindSpec::Veth {
+            peer: "eth9p",
+            peer_netns: None,
+            peer_mac: None,
+        };
+        fake.kernel()
+            .host()
+            .and_then(|mut h| h.create_link(&LinkSpec::new("eth9", kind)))
+            .expect("master");
+        fake
+    }
+
+    #[test]
+    fn add_makes_a_macvlan_of_the_master_in_the_container() {
+        let fake = kernel();
+        let ipam = FakeIpam::default();
+        let (code, out) = run(&Macvlan, &fake.kernel(), &ipam, "ADD", "/fake/ctr", CONF);
+        assert_eq!(code, 0, "{out}");
+        let ctr = fake.kernel().open_netns("/fake/ctr").expect("netns");
+        let eth0 = fake.link(&ctr, "eth0").expect("eth0");
+        let master = fake.link(&fake.host(), "eth9").expect("master");
+        assert_eq!(eth0.kind, LinkKind::Macvlan);
+        assert_eq!(eth0.parent, Some(master.index));
+        assert_eq!(eth0.macvlan_mode, Some(cni_net::MacvlanMode::Vepa));
+        assert!(eth0.up);
+        assert_eq!(
+            fake.sysctl(&ctr, "net/ipv4/conf/eth0/arp_notify")
+                .as_deref(),
+            Some("1")
+        );
+        let (code, out) = run(&Macvlan, &fake.kernel(), &ipam, "DEL", "/fake/ctr", CONF);
+        assert_eq!(code, 0, "{out}");
+        assert!(fake.link(&ctr, "eth0").is_none());
+        assert!(ipam.held.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_failed_netlink_step_of_an_add_leaves_nothing() {
+        let fake = kernel();
+        let start = fake.requests();
+        let ipam = FakeIpam::default();
+        assert_eq!(
+            run(&Macvlan, &fake.kernel(), &ipam, "ADD", "/fake/ctr", CONF).0,
+            0
+        );
+        let steps = fake.requests() - start;
+        assert!(steps >= 4, "lookup, create, lookup, address, up: {steps}");
+        for step in 1..=steps {
+            let fake = kernel();
+            let before = fake.snapshot();
+            let ipam = FakeIpam::default();
+            fake.fail_request(step, ENOSPC);
+            let (code, out) = run(&Macvlan, &fake.kernel(), &ipam, "ADD", "/fake/ctr", CONF);
+            assert_eq!(code, 1, "step {step} failed, yet the ADD succeeded: {out}");
+            assert_eq!(fake.snapshot(), before, "step {step} left state behind");
+            assert!(ipam.held.lock().unwrap().is_empty(), "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_kernel_without_macvlan_says_so_and_changes_nothing() {
+        let fake = kernel();
+        fake.without_kinds(&[LinkKind::Macvlan]);
+        let before = fake.snapshot();
+        let ipam = FakeIpam::default();
+        let (code, out) = run(&Macvlan, &fake.kernel(), &ipam, "ADD", "/fake/ctr", CONF);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("failed to create macvlan"), "{out}");
+        assert!(out.contains("macvlan"), "{out}");
+        assert_eq!(fake.snapshot(), before);
+    }
+}

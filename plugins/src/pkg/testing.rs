@@ -1,0 +1,65 @@
+//! Unit-test support for plugins on the fake kernel: an in-memory IPAM delegate and
+//! one skel call, as a runtime would make it.
+
+use std::sync::Mutex;
+
+use cni_net::Kernel;
+use cni_skel::{CmdArgs, Command, Context, Delegate, Dispatch};
+use cni_types::Error;
+use cni_types::result::Result as CniResult;
+
+/// An IPAM delegate that hands out one address and records who holds it.
+#[derive(Default)]
+pub struct FakeIpam {
+    pub held: Mutex<Vec<String>>,
+}
+
+impl Delegate for FakeIpam {
+    fn add(&self, _plugin_type: &str, args: &CmdArgs) -> Result<CniResult, Error> {
+        self.held.lock().unwrap().push(args.container_id.clone());
+        CniResult::from_slice(
+            br#"{"cniVersion":"1.0.0","ips":[{"address":"10.22.0.5/16","gateway":"10.22.0.1"}],
+                 "routes":[{"dst":"0.0.0.0/0"}]}"#,
+        )
+        .map_err(|e| Error::internal(e.to_string()))
+    }
+
+    fn verb(&self, _plugin_type: &str, command: Command, args: &CmdArgs) -> Result<(), Error> {
+        if command == Command::Del {
+            self.held
+                .lock()
+                .unwrap()
+                .retain(|id| *id != args.container_id);
+        }
+        Ok(())
+    }
+}
+
+/// Runs `plugin`'s `command` for `ctr-1`/`eth0` in `netns` with `conf` on stdin, as
+/// the skel would; returns (exit code, stdout).
+pub fn run(
+    plugin: &dyn Dispatch,
+    kernel: &Kernel,
+    ipam: &FakeIpam,
+    command: &str,
+    netns: &str,
+    conf: &str,
+) -> (i32, String) {
+    let env = |name: &str| {
+        Some(match name {
+            "CNI_COMMAND" => command.to_string(),
+            "CNI_CONTAINERID" => "ctr-1".into(),
+            "CNI_NETNS" => netns.to_string(),
+            "CNI_IFNAME" => "eth0".into(),
+            "CNI_PATH" => "/nonexistent".into(),
+            _ => return None,
+        })
+    };
+    let cx = Context {
+        kernel,
+        delegate: ipam,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = cni_skel::run(plugin, &cx, &env, &mut conf.as_bytes(), &mut out, &mut err);
+    (code, String::from_utf8_lossy(&out).into_owned())
+}
