@@ -30,8 +30,8 @@ pub use netns::NetNs;
 pub use rtnl::addr::Address;
 pub use rtnl::fake::FakeKernel;
 pub use rtnl::link::{
-    BridgePort, IpvlanMode, KindSpec, Link, LinkChange, LinkKind, LinkSpec, MacvlanMode, OperState,
-    format_mac, parse_mac,
+    BridgePort, IpvlanMode, KindData, KindSpec, Link, LinkChange, LinkKind, LinkSpec, MacvlanMode,
+    OperState, format_mac, parse_mac,
 };
 pub use rtnl::route::{Route, Scope};
 pub use rtnl::rule::Rule;

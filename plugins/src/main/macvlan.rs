@@ -1,24 +1,18 @@
 //! macvlan: a macvlan child of a host NIC (the "master"), in the container (upstream
 //! `plugins/main/macvlan`). With IPAM it is configured at L3; without, it is only
-//! brought up (L2).
-//!
-//! Upstream creates the link under a temporary `veth%08x` name and renames it inside
-//! the container. Here it is created in one request directly in the container's
-//! namespace under `CNI_IFNAME` (`IFLA_NET_NS_FD`; the kernel checks the name
-//! there): no temporary name, so nothing can clash with a concurrent ADD or be left
-//! behind by a failed rename.
+//! brought up (L2). Created directly in the container (see `pkg::child`).
 
-use cni_net::iface::configure_iface;
-use cni_net::{Family, KindSpec, Link, LinkKind, LinkSpec, MacvlanMode, NetNs, Netlink};
+use cni_net::{KindData, KindSpec, LinkKind, LinkSpec, MacvlanMode, Netlink};
 use cni_skel::{Command, Context, Plugin, Request};
-use cni_types::result::{Result as CniResult, v100};
+use cni_types::result::Result as CniResult;
 use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
-use crate::pkg::{
-    ContainerLink, Rollback, check_addresses_and_routes, check_container_link, container_mac,
-    ipam_add, ipam_verb,
+use crate::pkg::child::{
+    add_ipam_addresses, create_in_container, del_ipam_then_link, find_master, ipam_only,
+    single_interface_result,
 };
+use crate::pkg::{Rollback, check_addresses_and_routes, check_container_link, container_mac};
 
 /// macvlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -35,11 +29,10 @@ pub struct Conf {
     bcqueuelen: Option<u32>,
 }
 
-/// The config as ADD, CHECK and DEL use it: mode parsed, MTU checked against the
-/// master's.
+/// The config as ADD and CHECK use it: mode parsed, MTU checked against the master's.
 struct Setup {
     mode: MacvlanMode,
-    master: Link,
+    master: cni_net::Link,
     mtu: u32,
 }
 
@@ -51,26 +44,8 @@ fn mode_from(text: &str) -> Result<MacvlanMode, Error> {
         "vepa" => MacvlanMode::Vepa,
         "passthru" => MacvlanMode::Passthru,
         "source" => MacvlanMode::Source,
-        other => {
-            return Err(Error::internal(format!("unknown macvlan mode: {other:?}")));
-        }
+        other => return Err(Error::internal(format!("unknown macvlan mode: {other:?}"))),
     })
-}
-
-/// The interface of the first default route (IPv4, then IPv6), as upstream's
-/// `getDefaultRouteInterfaceName`.
-fn default_route_link(netlink: &mut Netlink) -> Result<Link, Error> {
-    for family in [Family::V4, Family::V6] {
-        let routes = netlink.routes(family)?;
-        let oif = routes
-            .iter()
-            .filter(|r| r.dst.prefix_len() == 0)
-            .find_map(|r| r.oif);
-        if let Some(link) = oif.map(|i| netlink.link_by_index(i)).transpose()?.flatten() {
-            return Ok(link);
-        }
-    }
-    Err(Error::internal("no default route interface found"))
 }
 
 impl Setup {
@@ -78,16 +53,7 @@ impl Setup {
     /// `linkInContainer`.
     fn load(conf: &Conf, master_netlink: &mut Netlink) -> Result<Setup, Error> {
         let mode = mode_from(&conf.mode)?;
-        let master = if conf.master.is_empty() {
-            default_route_link(master_netlink)?
-        } else {
-            master_netlink.link_by_name(&conf.master)?.ok_or_else(|| {
-                Error::internal(format!(
-                    "failed to lookup master {:?}: Link not found",
-                    conf.master
-                ))
-            })?
-        };
+        let master = find_master(master_netlink, &conf.master)?;
         let mtu = u32::try_from(conf.mtu)
             .ok()
             .filter(|m| *m <= master.mtu)
@@ -127,7 +93,6 @@ impl Plugin for Macvlan {
     fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
         let conf = &args.plugin;
         let kernel = cx.kernel;
-        let ipam_type = args.ipam_type().unwrap_or_default();
         let mac = mac_for(args)?;
         let netns = kernel
             .open_netns(&args.netns)
@@ -137,12 +102,10 @@ impl Plugin for Macvlan {
             true => None,
             false => Some(kernel.host()?),
         };
-        let master_netlink = host.as_mut().unwrap_or(&mut container);
-        let setup = Setup::load(conf, master_netlink)?;
-
+        let setup = Setup::load(conf, host.as_mut().unwrap_or(&mut container))?;
         let spec = LinkSpec {
             parent: Some(setup.master.index),
-            netns: (!conf.link_in_container).then_some(&netns),
+            netns: host.is_some().then_some(&netns),
             mtu: setup.mtu,
             mac,
             ..LinkSpec::new(
@@ -153,43 +116,32 @@ impl Plugin for Macvlan {
                 },
             )
         };
-        master_netlink
-            .create_link(&spec)
-            .context("failed to create macvlan")?;
         let mut rollback = Rollback::default();
-        rollback.push_link_removal_by_name(kernel, &netns, &args.ifname);
-        let link = container.require_link(&args.ifname)?;
-
-        let mut result = v100::Result {
-            cni_version: cni_types::version::CURRENT.into(),
-            interfaces: vec![v100::Interface {
-                name: link.name.clone(),
-                mac: link.mac.clone(),
-                mtu: i64::from(link.mtu),
-                sandbox: args.netns.clone(),
-                ..Default::default()
-            }],
-            ..Default::default()
+        let link = create_in_container(
+            kernel,
+            &netns,
+            host.as_mut(),
+            &mut container,
+            &spec,
+            &mut rollback,
+        )?;
+        let mut result = match args.ipam_type() {
+            Some(ipam_type) => add_ipam_addresses(
+                cx,
+                args,
+                ipam_type,
+                &netns,
+                &mut container,
+                &link,
+                true,
+                &mut rollback,
+            )?,
+            None => {
+                // L2: no addresses, the link is only brought up.
+                container.set_link_up(link.index, true)?;
+                single_interface_result(&link, args)
+            }
         };
-        if ipam_type.is_empty() {
-            // L2: no addresses, the link is only brought up.
-            container.set_link_up(link.index, true)?;
-        } else {
-            let ipam = ipam_add(cx, ipam_type, args)?;
-            rollback.push(|| {
-                let _ = ipam_verb(cx, ipam_type, Command::Del, args);
-            });
-            if ipam.ips.is_empty() {
-                return Err(Error::internal("IPAM plugin returned missing IP config"));
-            }
-            result.ips = ipam.ips;
-            result.routes = ipam.routes;
-            for ip in &mut result.ips {
-                ip.interface = Some(0);
-            }
-            announce_changes(cx, &netns, &args.ifname);
-            configure_iface(kernel, &netns, &mut container, &link, &result)?;
-        }
         // Upstream answers with the config's DNS; IPAM's is dropped.
         result.dns = args.conf.dns.clone();
         rollback.done();
@@ -197,21 +149,12 @@ impl Plugin for Macvlan {
     }
 
     fn del(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        // Upstream's order: IPAM first, then the link; a missing netns or link is done.
-        if let Some(ipam_type) = args.ipam_type() {
-            ipam_verb(cx, ipam_type, Command::Del, args)?;
-        }
-        match ContainerLink::find(cx.kernel, args)?.into_link() {
-            Some(link) => link.delete(),
-            None => Ok(()),
-        }
+        del_ipam_then_link(args, cx)
     }
 
     fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
         let conf = &args.plugin;
-        if let Some(ipam_type) = args.ipam_type() {
-            ipam_verb(cx, ipam_type, Command::Check, args)?;
-        }
+        ipam_only(args, cx, Command::Check)?;
         let prev = args.require_prev_result()?;
         let (mut container, link) =
             check_container_link(cx.kernel, args, &prev, LinkKind::Macvlan)?;
@@ -219,39 +162,22 @@ impl Plugin for Macvlan {
             true => Setup::load(conf, &mut container)?,
             false => Setup::load(conf, &mut cx.kernel.host()?)?,
         };
-        if link.macvlan_mode != Some(setup.mode) {
+        if link.data != KindData::Macvlan(setup.mode) {
             return Err(Error::internal(format!(
                 "Container macvlan mode {:?} does not match expected value: {:?}",
-                link.macvlan_mode, setup.mode
+                link.data, setup.mode
             )));
         }
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 
     fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        match args.ipam_type() {
-            Some(ipam_type) => ipam_verb(cx, ipam_type, Command::Gc, args),
-            None => Ok(()),
-        }
+        ipam_only(args, cx, Command::Gc)
     }
 
     /// IPAM's STATUS alone; the master is not looked at (as upstream).
     fn status(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        match args.ipam_type() {
-            Some(ipam_type) => ipam_verb(cx, ipam_type, Command::Status, args),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Gratuitous ARP and unsolicited neighbour advertisements when the address or MAC
-/// changes; errors are ignored as upstream does (IPv6 may be off).
-fn announce_changes(cx: &Context, netns: &NetNs, ifname: &str) {
-    for name in [
-        format!("net/ipv4/conf/{ifname}/arp_notify"),
-        format!("net/ipv6/conf/{ifname}/ndisc_notify"),
-    ] {
-        let _ = cx.kernel.sysctl_write(Some(netns), &name, "1");
+        ipam_only(args, cx, Command::Status)
     }
 }
 
@@ -296,7 +222,10 @@ mod tests {
         let master = fake.link(&fake.host(), "eth9").expect("master");
         assert_eq!(eth0.kind, LinkKind::Macvlan);
         assert_eq!(eth0.parent, Some(master.index));
-        assert_eq!(eth0.macvlan_mode, Some(cni_net::MacvlanMode::Vepa));
+        assert_eq!(
+            eth0.data,
+            cni_net::KindData::Macvlan(cni_net::MacvlanMode::Vepa)
+        );
         assert!(eth0.up);
         assert_eq!(
             fake.sysctl(&ctr, "net/ipv4/conf/eth0/arp_notify")

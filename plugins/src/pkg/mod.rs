@@ -3,6 +3,7 @@
 //! masquerade glue of bridge and ptp.
 
 pub use cni_skel::files;
+pub mod child;
 mod ipam;
 mod link;
 mod masq;

@@ -30,12 +30,12 @@ fn seeds() -> Vec<Vec<u8>> {
         txqlen: 1000,
         alias: "x".into(),
         port: Some(Default::default()),
-        macvlan_mode: None,
+        data: crate::rtnl::link::KindData::None,
     };
     let macvlan = Link {
         kind: LinkKind::Macvlan,
         port: None,
-        macvlan_mode: Some(crate::MacvlanMode::Bridge),
+        data: crate::rtnl::link::KindData::Macvlan(crate::MacvlanMode::Bridge),
         ..link.clone()
     };
     let address = Address {
@@ -60,6 +60,16 @@ fn seeds() -> Vec<Vec<u8>> {
     let messages = vec![
         RouteNetlinkMessage::NewLink(link_message(&link)),
         RouteNetlinkMessage::NewLink(link_message(&macvlan)),
+        RouteNetlinkMessage::NewLink(link_message(&Link {
+            kind: LinkKind::Ipvlan,
+            data: crate::KindData::Ipvlan(crate::IpvlanMode::L3s),
+            ..macvlan.clone()
+        })),
+        RouteNetlinkMessage::NewLink(link_message(&Link {
+            kind: LinkKind::Vlan,
+            data: crate::KindData::Vlan(4094),
+            ..macvlan.clone()
+        })),
         RouteNetlinkMessage::NewAddress(address_report(&address)),
         RouteNetlinkMessage::NewRoute(route_message(&route)),
         RouteNetlinkMessage::NewRule(rule_message(&rule).unwrap()),

@@ -86,7 +86,8 @@ fn create(
             .count();
         if wanted.kind == LinkKind::Macvlan
             && uppers > 0
-            && wanted.macvlan_mode == Some(crate::rtnl::link::MacvlanMode::Passthru)
+            && wanted.data
+                == crate::rtnl::link::KindData::Macvlan(crate::rtnl::link::MacvlanMode::Passthru)
         {
             return Err(EBUSY);
         }
@@ -230,7 +231,7 @@ pub(super) fn add_device(
             txqlen: 1000,
             alias: String::new(),
             port: None,
-            macvlan_mode: None,
+            data: crate::rtnl::link::KindData::None,
         },
     );
     Ok(())

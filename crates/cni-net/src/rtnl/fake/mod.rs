@@ -176,7 +176,7 @@ impl FakeKernel {
             txqlen: 1000,
             alias: String::new(),
             port: None,
-            macvlan_mode: None,
+            data: crate::rtnl::link::KindData::None,
         };
         let mut rules = Vec::new();
         for (family, defaults) in [

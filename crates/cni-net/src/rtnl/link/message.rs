@@ -9,8 +9,8 @@ use netlink_packet_route::link::{
 };
 
 use super::{
-    BridgePort, IpvlanMode, KindSpec, Link, LinkChange, LinkKind, LinkSpec, MacvlanMode, OperState,
-    check_name, format_mac, parse_mac, truncated,
+    BridgePort, IpvlanMode, KindData, KindSpec, Link, LinkChange, LinkKind, LinkSpec, MacvlanMode,
+    OperState, check_name, format_mac, parse_mac, truncated,
 };
 use crate::{NetError, Result};
 
@@ -71,11 +71,7 @@ pub(super) fn create_message(spec: &LinkSpec) -> Result<LinkMessage> {
             }
             Some(InfoData::MacVlan(info))
         }
-        KindSpec::Ipvlan { mode } => Some(InfoData::IpVlan(vec![InfoIpVlan::Mode(match mode {
-            IpvlanMode::L2 => IpVlanMode::L2,
-            IpvlanMode::L3 => IpVlanMode::L3,
-            IpvlanMode::L3s => IpVlanMode::L3S,
-        })])),
+        KindSpec::Ipvlan { mode } => Some(InfoData::IpVlan(vec![InfoIpVlan::Mode(mode.wire())])),
         KindSpec::Vlan { id } => {
             if *id > 4094 {
                 return Err(NetError::Invalid(format!("invalid VLAN ID {id}")));
@@ -198,7 +194,7 @@ pub(crate) fn link_from_message(message: &LinkMessage) -> Link {
         txqlen: 0,
         alias: String::new(),
         port: None,
-        macvlan_mode: None,
+        data: KindData::None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -233,10 +229,28 @@ fn read_link_info(link: &mut Link, infos: &[LinkInfo]) {
                 link.port = Some(port);
             }
             LinkInfo::Data(InfoData::MacVlan(attributes)) => {
-                link.macvlan_mode = attributes.iter().find_map(|a| match a {
+                if let Some(mode) = attributes.iter().find_map(|a| match a {
                     InfoMacVlan::Mode(mode) => MacvlanMode::from_wire(*mode),
                     _ => None,
-                });
+                }) {
+                    link.data = KindData::Macvlan(mode);
+                }
+            }
+            LinkInfo::Data(InfoData::IpVlan(attributes)) => {
+                if let Some(mode) = attributes.iter().find_map(|a| match a {
+                    InfoIpVlan::Mode(mode) => IpvlanMode::from_wire(*mode),
+                    _ => None,
+                }) {
+                    link.data = KindData::Ipvlan(mode);
+                }
+            }
+            LinkInfo::Data(InfoData::Vlan(attributes)) => {
+                if let Some(id) = attributes.iter().find_map(|a| match a {
+                    InfoVlan::Id(id) => Some(*id),
+                    _ => None,
+                }) {
+                    link.data = KindData::Vlan(id);
+                }
             }
             _ => {}
         }
@@ -278,10 +292,19 @@ pub(crate) fn link_message(link: &Link) -> LinkMessage {
     if let Some(kind) = link.kind.wire() {
         info.push(LinkInfo::Kind(kind));
     }
-    if let Some(mode) = link.macvlan_mode {
-        info.push(LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-            mode.wire(),
-        )])));
+    match link.data {
+        KindData::None => {}
+        KindData::Macvlan(mode) => {
+            info.push(LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                mode.wire(),
+            )])))
+        }
+        KindData::Ipvlan(mode) => {
+            info.push(LinkInfo::Data(InfoData::IpVlan(vec![InfoIpVlan::Mode(
+                mode.wire(),
+            )])))
+        }
+        KindData::Vlan(id) => info.push(LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id)]))),
     }
     if let Some(port) = link.port {
         info.push(LinkInfo::PortKind(InfoPortKind::Bridge));
@@ -316,5 +339,58 @@ impl MacvlanMode {
             MacVlanMode::Source => MacvlanMode::Source,
             _ => return None,
         })
+    }
+}
+
+impl IpvlanMode {
+    fn wire(self) -> IpVlanMode {
+        match self {
+            IpvlanMode::L2 => IpVlanMode::L2,
+            IpvlanMode::L3 => IpVlanMode::L3,
+            IpvlanMode::L3s => IpVlanMode::L3S,
+        }
+    }
+
+    fn from_wire(mode: IpVlanMode) -> Option<IpvlanMode> {
+        Some(match mode {
+            IpVlanMode::L2 => IpvlanMode::L2,
+            IpVlanMode::L3 => IpvlanMode::L3,
+            IpVlanMode::L3S => IpvlanMode::L3s,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the fake kernel reports of a link's kind data reads back the same.
+    #[test]
+    fn kind_data_survives_a_report() {
+        for data in [
+            KindData::Macvlan(MacvlanMode::Passthru),
+            KindData::Ipvlan(IpvlanMode::L3),
+            KindData::Vlan(100),
+        ] {
+            let link = Link {
+                index: 4,
+                name: "x".into(),
+                kind: LinkKind::Vlan,
+                up: false,
+                oper_state: OperState::Down,
+                mac: String::new(),
+                mtu: 1500,
+                master: None,
+                parent: Some(2),
+                promisc: false,
+                allmulti: false,
+                txqlen: 0,
+                alias: String::new(),
+                port: None,
+                data,
+            };
+            assert_eq!(link_from_message(&link_message(&link)).data, data);
+        }
     }
 }

@@ -146,8 +146,19 @@ pub struct Link {
     pub alias: String,
     /// Bridge-port flags, when the link is a bridge port.
     pub port: Option<BridgePort>,
-    /// A macvlan's mode (`IFLA_MACVLAN_MODE`).
-    pub macvlan_mode: Option<MacvlanMode>,
+    /// The kind's own settings that plugins check (`IFLA_INFO_DATA`).
+    pub data: KindData,
+}
+
+/// The kind-specific settings of a link that plugins read back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KindData {
+    #[default]
+    None,
+    Macvlan(MacvlanMode),
+    Ipvlan(IpvlanMode),
+    /// The 802.1q VLAN ID.
+    Vlan(u16),
 }
 
 /// The bridge-port flags plugins set.

@@ -1,0 +1,145 @@
+//! What the plugins that make one link in the container share (macvlan, ipvlan,
+//! vlan, dummy): finding the master, creating the link there in one request, the L3
+//! (IPAM) or L2 finish, and IPAM-first DEL.
+//!
+//! Upstream creates these links under a temporary `vethXXXXXXXX` name and renames
+//! them inside the container. Here they are created directly in the container's
+//! namespace under `CNI_IFNAME` (`IFLA_NET_NS_FD`; the kernel checks the name there):
+//! no temporary name can clash with a concurrent ADD or be left behind.
+
+use cni_net::iface::configure_iface;
+use cni_net::{Family, Kernel, Link, LinkSpec, NetNs, Netlink};
+use cni_skel::{Command, Context, Request};
+use cni_types::result::v100;
+use cni_types::{Context as _, Error};
+
+use super::{ContainerLink, Rollback, ipam_add, ipam_verb};
+
+/// The master by name, or with an empty name the interface of the first default
+/// route (IPv4, then IPv6), as upstream's `getDefaultRouteInterfaceName`.
+pub fn find_master(netlink: &mut Netlink, name: &str) -> Result<Link, Error> {
+    if !name.is_empty() {
+        return netlink.link_by_name(name)?.ok_or_else(|| {
+            Error::internal(format!("failed to lookup master {name:?}: Link not found"))
+        });
+    }
+    for family in [Family::V4, Family::V6] {
+        let routes = netlink.routes(family)?;
+        let oif = routes
+            .iter()
+            .filter(|r| r.dst.prefix_len() == 0)
+            .find_map(|r| r.oif);
+        if let Some(link) = oif.map(|i| netlink.link_by_index(i)).transpose()?.flatten() {
+            return Ok(link);
+        }
+    }
+    Err(Error::internal("no default route interface found"))
+}
+
+/// Creates `spec` (named `CNI_IFNAME`; `spec.netns` set when `creator` is not the
+/// container's socket) and returns it as the container sees it. From here on a
+/// failing ADD deletes it.
+pub fn create_in_container<'a>(
+    kernel: &'a Kernel,
+    netns: &'a NetNs,
+    creator: Option<&mut Netlink>,
+    container: &mut Netlink,
+    spec: &LinkSpec<'a>,
+    rollback: &mut Rollback<'a>,
+) -> Result<Link, Error> {
+    let what = format!("{:?}", spec.kind.kind()).to_lowercase();
+    match creator {
+        Some(creator) => creator.create_link(spec),
+        None => container.create_link(spec),
+    }
+    .context(format!("failed to create {what}"))?;
+    rollback.push_link_removal_by_name(kernel, netns, spec.name);
+    Ok(container.require_link(spec.name)?)
+}
+
+/// A result naming only `link`, in the container.
+pub fn single_interface_result(link: &Link, args: &Request<impl Sized>) -> v100::Result {
+    v100::Result {
+        cni_version: cni_types::version::CURRENT.into(),
+        interfaces: vec![v100::Interface {
+            name: link.name.clone(),
+            mac: link.mac.clone(),
+            mtu: i64::from(link.mtu),
+            sandbox: args.netns.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// L3: IPAM ADD (released again if the ADD fails), its addresses and routes on `link`
+/// (`interface: 0`), gratuitous ARP / unsolicited NA on change when `announce`.
+/// Returns IPAM's result with the link as its one interface.
+#[allow(clippy::too_many_arguments)]
+pub fn add_ipam_addresses<'a, C>(
+    cx: &'a Context,
+    args: &'a Request<C>,
+    ipam_type: &'a str,
+    netns: &NetNs,
+    container: &mut Netlink,
+    link: &Link,
+    announce: bool,
+    rollback: &mut Rollback<'a>,
+) -> Result<v100::Result, Error> {
+    let ipam = ipam_add(cx, ipam_type, args)?;
+    rollback.push(move || {
+        let _ = ipam_verb(cx, ipam_type, Command::Del, args);
+    });
+    if ipam.ips.is_empty() {
+        return Err(Error::internal("IPAM plugin returned missing IP config"));
+    }
+    let mut result = single_interface_result(link, args);
+    result.ips = ipam.ips;
+    result.routes = ipam.routes;
+    result.dns = ipam.dns;
+    configure(cx, netns, container, link, &mut result, announce)?;
+    Ok(result)
+}
+
+/// Puts `result`'s addresses and routes on `link` (each IP's `interface` becomes 0).
+pub fn configure(
+    cx: &Context,
+    netns: &NetNs,
+    container: &mut Netlink,
+    link: &Link,
+    result: &mut v100::Result,
+    announce: bool,
+) -> Result<(), Error> {
+    for ip in &mut result.ips {
+        ip.interface = Some(0);
+    }
+    if announce {
+        // Errors ignored as upstream (IPv6 may be off).
+        for name in [
+            format!("net/ipv4/conf/{}/arp_notify", link.name),
+            format!("net/ipv6/conf/{}/ndisc_notify", link.name),
+        ] {
+            let _ = cx.kernel.sysctl_write(Some(netns), &name, "1");
+        }
+    }
+    Ok(configure_iface(cx.kernel, netns, container, link, result)?)
+}
+
+/// DEL in upstream's order: IPAM first, then the link (a missing link or netns is done).
+pub fn del_ipam_then_link<C>(args: &Request<C>, cx: &Context) -> Result<(), Error> {
+    if let Some(ipam_type) = args.ipam_type() {
+        ipam_verb(cx, ipam_type, Command::Del, args)?;
+    }
+    match ContainerLink::find(cx.kernel, args)?.into_link() {
+        Some(link) => link.delete(),
+        None => Ok(()),
+    }
+}
+
+/// STATUS, GC or CHECK's first step: IPAM's answer, or success without IPAM.
+pub fn ipam_only<C>(args: &Request<C>, cx: &Context, command: Command) -> Result<(), Error> {
+    match args.ipam_type() {
+        Some(ipam_type) => ipam_verb(cx, ipam_type, command, args),
+        None => Ok(()),
+    }
+}
