@@ -15,12 +15,15 @@ use cni_skel::Dispatch;
 pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
     vec![
         ("bridge", &main::bridge::Bridge),
+        ("dummy", &main::dummy::Dummy),
         ("host-local", &ipam::host_local::HostLocal),
+        ("ipvlan", &main::ipvlan::Ipvlan),
         ("loopback", &main::loopback::Loopback),
         ("macvlan", &main::macvlan::Macvlan),
         ("portmap", &meta::portmap::Portmap),
         ("ptp", &main::ptp::Ptp),
         ("static", &ipam::static_ipam::Static),
+        ("vlan", &main::vlan::Vlan),
     ]
 }
 

@@ -95,6 +95,67 @@ fn macvlan_on_the_fake_kernel() {
     );
 }
 
+/// The kernel lifecycle of a plugin whose link kind this kernel may lack: the
+/// master `mvmaster` is made first; without the kind the test says why and skips.
+fn on_the_kernel_if_it_has(kind: &str, plugin: &str, conf: impl Fn(&Path) -> Value) {
+    let sandbox = cni_testkit::Sandbox::new();
+    sandbox.ip(
+        sandbox.host_name(),
+        &[
+            "link", "add", "mvmaster", "type", "veth", "peer", "name", "mvpeer",
+        ],
+    );
+    let (parent, kind_args): (_, &[&str]) = match kind {
+        "dummy" => (None, &[]),
+        "vlan" => (Some("mvmaster"), &["id", "5"]),
+        _ => (Some("mvmaster"), &[]),
+    };
+    if let Some(reason) = sandbox.kernel_lacks(kind, parent, kind_args) {
+        eprintln!("skipped {plugin} on the kernel: {reason}; the fake kernel covers it");
+        return;
+    }
+    drop(sandbox);
+    conformance_on_kernel(plugin, &ALL_VERSIONS, |s| {
+        s.ip(
+            s.host_name(),
+            &[
+                "link", "add", "mvmaster", "type", "veth", "peer", "name", "mvpeer",
+            ],
+        );
+        conf(s.state_dir())
+    });
+}
+
+fn ipvlan_conf(data_dir: &Path) -> Value {
+    json!({"name": "confiv", "type": "ipvlan", "master": "mvmaster", "mode": "l3",
+        "ipam": host_local(data_dir, "10.73.0.0/24")})
+}
+
+fn vlan_conf(data_dir: &Path) -> Value {
+    json!({"name": "confvl", "type": "vlan", "master": "mvmaster", "vlanId": 5, "mtu": 1400,
+        "ipam": host_local(data_dir, "10.74.0.0/24")})
+}
+
+fn dummy_conf(data_dir: &Path) -> Value {
+    json!({"name": "confdu", "type": "dummy", "ipam": host_local(data_dir, "10.75.0.0/24")})
+}
+
+#[test]
+fn ipvlan_vlan_dummy_on_the_kernel_where_it_has_them() {
+    require_root!();
+    on_the_kernel_if_it_has("ipvlan", "ipvlan", ipvlan_conf);
+    on_the_kernel_if_it_has("vlan", "vlan", vlan_conf);
+    on_the_kernel_if_it_has("dummy", "dummy", dummy_conf);
+}
+
+#[test]
+fn ipvlan_vlan_dummy_on_the_fake_kernel() {
+    let master = |fake: &FakeKernel| fake_master(fake, "mvmaster");
+    conformance_on_fake_with("ipvlan", &ALL_VERSIONS, master, ipvlan_conf);
+    conformance_on_fake_with("vlan", &ALL_VERSIONS, master, vlan_conf);
+    conformance_on_fake("dummy", &ALL_VERSIONS, dummy_conf);
+}
+
 #[test]
 fn loopback_on_the_kernel() {
     require_root!();

@@ -328,6 +328,39 @@ impl Sandbox {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Whether this kernel can make a link of `kind`: `ip link add PROBE [link
+    /// PARENT] type KIND [kind_args]`, tried in the sandbox's host namespace and
+    /// deleted again. `None` when it can; else the reason to print with a skip.
+    pub fn kernel_lacks(
+        &self,
+        kind: &str,
+        parent: Option<&str>,
+        kind_args: &[&str],
+    ) -> Option<String> {
+        let probe = "rcni-probe0";
+        let output = Command::new("ip")
+            .args(["-n", self.host_name(), "link", "add", probe])
+            .args(parent.map(|p| ["link", p]).iter().flatten())
+            .args(["type", kind])
+            .args(kind_args)
+            .output()
+            .expect("run ip (install iproute2)");
+        if output.status.success() {
+            let _ = Command::new("ip")
+                .args(["-n", self.host_name(), "link", "del", probe])
+                .output();
+            return None;
+        }
+        Some(format!(
+            "this kernel cannot make a {kind} link (module {:?} missing?): {}",
+            match kind {
+                "vlan" => "8021q",
+                other => other,
+            },
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+
     /// Runs a command inside the container namespace.
     pub fn exec_in_container(&self, program: &str, args: &[&str]) -> Output {
         self.container

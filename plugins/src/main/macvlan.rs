@@ -187,7 +187,7 @@ mod tests {
     //! kernel without the macvlan module.
 
     use cni_net::rtnl::fake::ENOSPC;
-    use cni_net::{FakeKernel, KindSpec, LinkKind, LinkSpec};
+    use cni_net::{FakeKernel, LinkKind};
 
     use super::Macvlan;
     use crate::pkg::testing::{FakeIpam, run};
@@ -195,20 +195,8 @@ mod tests {
     const CONF: &str = r#"{"cniVersion":"1.1.0","name":"mv","type":"macvlan",
         "master":"eth9","mode":"vepa","ipam":{"type":"fake-ipam"}}"#;
 
-    /// A fake kernel with a container namespace and a master `eth9` on the host.
     fn kernel() -> FakeKernel {
-        let fake = FakeKernel::new();
-        fake.add_netns("/fake/ctr");
-        let kind = KindSpec::Veth {
-            peer: "eth9p",
-            peer_netns: None,
-            peer_mac: None,
-        };
-        fake.kernel()
-            .host()
-            .and_then(|mut h| h.create_link(&LinkSpec::new("eth9", kind)))
-            .expect("master");
-        fake
+        crate::pkg::testing::kernel_with_master()
     }
 
     #[test]

@@ -63,3 +63,42 @@ pub fn run(
     let code = cni_skel::run(plugin, &cx, &env, &mut conf.as_bytes(), &mut out, &mut err);
     (code, String::from_utf8_lossy(&out).into_owned())
 }
+
+/// A fake kernel with a container namespace `/fake/ctr` and, in its host
+/// namespace, a veth end `eth9` to serve as a master.
+pub fn kernel_with_master() -> cni_net::FakeKernel {
+    use cni_net::{KindSpec, LinkSpec};
+    let fake = cni_net::FakeKernel::new();
+    fake.add_netns("/fake/ctr");
+    let kind = KindSpec::Veth {
+        peer: "eth9p",
+        peer_netns: None,
+        peer_mac: None,
+    };
+    fake.kernel()
+        .host()
+        .and_then(|mut h| h.create_link(&LinkSpec::new("eth9", kind)))
+        .expect("master");
+    fake
+}
+
+/// Each `(conf, message)`: ADD fails with a message containing `message`, and the
+/// fake kernel and the IPAM delegate are left as they were.
+pub fn each_bad_conf_fails_cleanly(plugin: &dyn Dispatch, cases: &[(&str, &str)]) {
+    for (conf, message) in cases {
+        let fake = kernel_with_master();
+        let before = fake.snapshot();
+        let ipam = FakeIpam::default();
+        let (code, out) = run(plugin, &fake.kernel(), &ipam, "ADD", "/fake/ctr", conf);
+        assert_eq!(code, 1, "{conf}: {out}");
+        assert!(
+            out.contains(message),
+            "{conf}: {out} should say {message:?}"
+        );
+        assert_eq!(fake.snapshot(), before, "{conf} left state behind");
+        assert!(
+            ipam.held.lock().unwrap().is_empty(),
+            "{conf} kept an address"
+        );
+    }
+}
