@@ -146,9 +146,18 @@ const BOOLS: &[&str] = &[
     "portIsolation",
     "snat",
     "masqAll",
+    "linkInContainer",
 ];
-const NUMBERS: &[&str] = &["mtu", "vlan", "markMasqBit"];
-const STRINGS: &[&str] = &["bridge", "ipMasqBackend", "backend", "externalSetMarkChain"];
+const NUMBERS: &[&str] = &["mtu", "vlan", "markMasqBit", "vlanId", "bcqueuelen"];
+const STRINGS: &[&str] = &[
+    "bridge",
+    "ipMasqBackend",
+    "backend",
+    "externalSetMarkChain",
+    "master",
+    "mode",
+    "mac",
+];
 
 fn typed_body() -> impl Strategy<Value = Value> {
     let value = |key: &'static str| -> BoxedStrategy<Value> {
@@ -161,6 +170,10 @@ fn typed_body() -> impl Strategy<Value = Value> {
         } else if STRINGS.contains(&key) {
             prop::sample::select(vec![
                 "br-fuzz",
+                "eth9",
+                "l3",
+                "passthru",
+                "02:00:00:00:00:09",
                 "iptables",
                 "nftables",
                 "foo",
@@ -234,6 +247,16 @@ fn run(plugin: &'static str, command: &str, stdin: &str) -> (i32, String) {
     let fake = FakeKernel::new();
     fake.add_netns("/fake/ctr");
     let kernel = fake.kernel();
+    // A master for macvlan, ipvlan and vlan.
+    let kind = cni_net::KindSpec::Veth {
+        peer: "eth9p",
+        peer_netns: None,
+        peer_mac: None,
+    };
+    kernel
+        .host()
+        .and_then(|mut host| host.create_link(&cni_net::LinkSpec::new("eth9", kind)))
+        .expect("master");
     let invoke = Invoke::table_only(rcni::plugin, kernel.clone());
     let cx = Context {
         kernel: &kernel,
@@ -267,7 +290,7 @@ proptest! {
 
     #[test]
     fn every_plugin_answers_any_config_with_a_result_or_an_error(
-        plugin in prop::sample::select(vec!["bridge", "ptp", "loopback", "host-local", "static", "portmap"]),
+        plugin in prop::sample::select(vec!["bridge", "ptp", "loopback", "host-local", "static", "portmap", "macvlan", "ipvlan", "vlan", "dummy"]),
         body in prop_oneof![3 => typed_body(), 1 => doc()],
         ipam in typed_ipam(),
         version in prop_oneof![8 => Just("1.1.0"), 1 => Just("0.3.1"), 1 => Just("9.9.9")],

@@ -373,11 +373,15 @@ fn rcni_lists_and_installs_its_plugins() {
     };
     let plugins = [
         "bridge",
+        "dummy",
         "host-local",
+        "ipvlan",
         "loopback",
+        "macvlan",
         "portmap",
         "ptp",
         "static",
+        "vlan",
     ];
     assert_eq!(installed_names(), plugins, "only plugins are installed");
     // Installing again replaces the links in place.
