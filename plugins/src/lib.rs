@@ -23,6 +23,7 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
         ("portmap", &meta::portmap::Portmap),
         ("ptp", &main::ptp::Ptp),
         ("static", &ipam::static_ipam::Static),
+        ("tap", &main::tap::Tap),
         ("vlan", &main::vlan::Vlan),
     ]
 }

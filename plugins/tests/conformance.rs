@@ -156,6 +156,21 @@ fn ipvlan_vlan_dummy_on_the_fake_kernel() {
     conformance_on_fake("dummy", &ALL_VERSIONS, dummy_conf);
 }
 
+fn tap_conf(data_dir: &Path) -> Value {
+    json!({"name": "conftap", "type": "tap", "mtu": 1400, "ipam": host_local(data_dir, "10.76.0.0/24")})
+}
+
+#[test]
+fn tap_on_the_kernel() {
+    require_root!();
+    conformance_on_kernel("tap", &ALL_VERSIONS, |s| tap_conf(s.state_dir()));
+}
+
+#[test]
+fn tap_on_the_fake_kernel() {
+    conformance_on_fake("tap", &ALL_VERSIONS, tap_conf);
+}
+
 #[test]
 fn loopback_on_the_kernel() {
     require_root!();

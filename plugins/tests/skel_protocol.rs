@@ -381,6 +381,7 @@ fn rcni_lists_and_installs_its_plugins() {
         "portmap",
         "ptp",
         "static",
+        "tap",
         "vlan",
     ];
     assert_eq!(installed_names(), plugins, "only plugins are installed");

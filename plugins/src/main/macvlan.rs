@@ -12,7 +12,7 @@ use crate::pkg::child::{
     add_ipam_addresses, create_in_container, del_ipam_then_link, find_master, ipam_only,
     single_interface_result,
 };
-use crate::pkg::{Rollback, check_addresses_and_routes, check_container_link, container_mac};
+use crate::pkg::{Rollback, check_addresses_and_routes, check_container_link, container_mac_or};
 
 /// macvlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -67,20 +67,6 @@ impl Setup {
     }
 }
 
-/// Config `mac` < `CNI_ARGS` `MAC` < `args.cni.mac` < `runtimeConfig.mac`.
-fn mac_for(args: &Request<Conf>) -> Result<Option<[u8; 6]>, Error> {
-    if let Some(mac) = container_mac(args)? {
-        return Ok(Some(mac));
-    }
-    let text = &args.plugin.mac;
-    if text.is_empty() {
-        return Ok(None);
-    }
-    cni_net::parse_mac(text)
-        .map(Some)
-        .map_err(|_| Error::internal(format!("invalid args {text} for MAC addr")))
-}
-
 pub struct Macvlan;
 
 impl Plugin for Macvlan {
@@ -93,7 +79,7 @@ impl Plugin for Macvlan {
     fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
         let conf = &args.plugin;
         let kernel = cx.kernel;
-        let mac = mac_for(args)?;
+        let mac = container_mac_or(args, &args.plugin.mac)?;
         let netns = kernel
             .open_netns(&args.netns)
             .context(format!("failed to open netns {:?}", args.netns))?;

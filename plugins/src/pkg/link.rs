@@ -61,6 +61,20 @@ pub fn container_mac<C>(req: &Request<C>) -> Result<Option<[u8; 6]>, Error> {
         .map_err(|e| Error::internal(format!("invalid MAC address {mac:?}: {e}")))
 }
 
+/// The container MAC with the plugin's own `mac` key as the weakest source: config
+/// `mac` < `CNI_ARGS` `MAC` < `args.cni.mac` < `runtimeConfig.mac` (macvlan, tap).
+pub fn container_mac_or<C>(req: &Request<C>, conf_mac: &str) -> Result<Option<[u8; 6]>, Error> {
+    if let Some(mac) = container_mac(req)? {
+        return Ok(Some(mac));
+    }
+    if conf_mac.is_empty() {
+        return Ok(None);
+    }
+    cni_net::parse_mac(conf_mac)
+        .map(Some)
+        .map_err(|_| Error::internal(format!("invalid args {conf_mac} for MAC addr")))
+}
+
 /// CHECK of the container side (upstream `ip.ValidateExpectedInterfaceIPs` and
 /// `ValidateExpectedRoute`): every prevResult address of `link` is on it, and every
 /// prevResult route exists.

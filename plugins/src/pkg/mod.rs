@@ -13,8 +13,8 @@ pub mod testing;
 
 pub use ipam::{ipam_add, ipam_verb};
 pub use link::{
-    ContainerLink, Found, check_addresses_and_routes, check_container_link, container_mac, mtu,
-    prev_addresses,
+    ContainerLink, Found, check_addresses_and_routes, check_container_link, container_mac,
+    container_mac_or, mtu, prev_addresses,
 };
 pub use masq::{
     del_beside_masq, gc_ipam_and_masq, masq_backend, masq_owner, setup_masq, teardown_masq,

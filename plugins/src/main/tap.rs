@@ -1,0 +1,147 @@
+//! tap: a tap device in the container for a VM's NIC (upstream `plugins/main/tap`;
+//! KubeVirt and Kata), optionally a port of a bridge *inside* the container's
+//! namespace. Made through `/dev/net/tun` (`cni_net::tap`), persistent, with
+//! `IFF_VNET_HDR` as upstream's netlink path; created directly under `CNI_IFNAME`
+//! in the container (upstream: a temporary name, then a rename).
+
+use cni_net::tap::TapSpec;
+use cni_net::{LinkChange, LinkKind};
+use cni_skel::{Command, Context, Plugin, Request};
+use cni_types::result::Result as CniResult;
+use cni_types::{Context as _, Error};
+use serde::Deserialize;
+
+use crate::pkg::child::{
+    add_ipam_addresses, del_ipam_then_link, ipam_only, single_interface_result,
+};
+use crate::pkg::{Rollback, check_addresses_and_routes, container_mac_or};
+
+/// tap's own keys (`ipam` and `dns` are in `PluginConf`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Conf {
+    #[serde(rename = "multiQueue")]
+    multi_queue: bool,
+    mtu: i64,
+    mac: String,
+    owner: Option<u32>,
+    group: Option<u32>,
+    #[serde(rename = "selinuxContext")]
+    selinux_context: String,
+    /// A bridge in the container's namespace to enslave the tap to.
+    bridge: String,
+}
+
+/// upstream labels the tap through the `ip` process's SELinux exec context, which
+/// is a no-op where SELinux is off. Labelling an ioctl-made tap is not done here:
+/// with SELinux on, a context is refused rather than silently not applied.
+fn check_selinux(context: &str) -> Result<(), Error> {
+    if context.is_empty() || !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        return Ok(());
+    }
+    Err(Error::internal(format!(
+        "selinuxContext {context:?}: labelling tap devices is not supported by rcni yet"
+    )))
+}
+
+pub struct Tap;
+
+impl Plugin for Tap {
+    type Conf = Conf;
+
+    fn name(&self) -> &str {
+        "tap"
+    }
+
+    fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
+        let conf = &args.plugin;
+        let kernel = cx.kernel;
+        let mtu = crate::pkg::mtu(conf.mtu)?;
+        let mac = container_mac_or(args, &args.plugin.mac)?;
+        check_selinux(&conf.selinux_context)?;
+        let netns = kernel
+            .open_netns(&args.netns)
+            .context(format!("failed to open netns {:?}", args.netns))?;
+        let mut container = kernel.netlink(&netns)?;
+        let bridge = match conf.bridge.as_str() {
+            "" => None,
+            name => {
+                let found = container.link_by_name(name)?;
+                match found {
+                    Some(link) if link.kind == LinkKind::Bridge => Some(link.index),
+                    Some(_) => {
+                        return Err(Error::internal(format!("{name:?} is not a bridge")));
+                    }
+                    None => {
+                        return Err(Error::internal(format!(
+                            "failed to find bridge {name:?} in the container's netns"
+                        )));
+                    }
+                }
+            }
+        };
+        let spec = TapSpec {
+            name: &args.ifname,
+            multi_queue: conf.multi_queue,
+            vnet_hdr: true,
+            owner: conf.owner,
+            group: conf.group,
+        };
+        kernel
+            .create_tap(&netns, &spec)
+            .context("failed to create tap")?;
+        let mut rollback = Rollback::default();
+        rollback.push_link_removal_by_name(kernel, &netns, &args.ifname);
+        let link = container.require_link(&args.ifname)?;
+        container
+            .change_link(
+                link.index,
+                &LinkChange {
+                    mtu: (mtu != 0).then_some(mtu),
+                    mac,
+                    master: bridge.map(Some),
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )
+            .context(format!("failed to set up tap {:?}", args.ifname))?;
+        let link = container.require_link(&args.ifname)?;
+        let mut result = match args.ipam_type() {
+            Some(ipam_type) => add_ipam_addresses(
+                cx,
+                args,
+                ipam_type,
+                &netns,
+                &mut container,
+                &link,
+                true,
+                &mut rollback,
+            )?,
+            None => single_interface_result(&link, args),
+        };
+        result.dns = args.conf.dns.clone();
+        rollback.done();
+        Ok(CniResult::V100(result))
+    }
+
+    fn del(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        del_ipam_then_link(args, cx)
+    }
+
+    /// As upstream: IPAM CHECK, then the addresses and routes of the interface.
+    fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        ipam_only(args, cx, Command::Check)?;
+        let prev = args.require_prev_result()?;
+        let (mut container, link) =
+            crate::pkg::check_container_link(cx.kernel, args, &prev, LinkKind::Tun)?;
+        check_addresses_and_routes(&mut container, &link, &prev)
+    }
+
+    fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        ipam_only(args, cx, Command::Gc)
+    }
+
+    fn status(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        ipam_only(args, cx, Command::Status)
+    }
+}
