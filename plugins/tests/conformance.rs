@@ -171,6 +171,35 @@ fn tap_on_the_fake_kernel() {
     conformance_on_fake("tap", &ALL_VERSIONS, tap_conf);
 }
 
+fn host_device_conf(data_dir: &Path) -> Value {
+    json!({"name": "confhd", "type": "host-device", "device": "mvmaster",
+        "ipam": host_local(data_dir, "10.77.0.0/24")})
+}
+
+#[test]
+fn host_device_on_the_kernel() {
+    require_root!();
+    conformance_on_kernel("host-device", &ALL_VERSIONS, |s| {
+        s.ip(
+            s.host_name(),
+            &[
+                "link", "add", "mvmaster", "type", "veth", "peer", "name", "mvpeer",
+            ],
+        );
+        host_device_conf(s.state_dir())
+    });
+}
+
+#[test]
+fn host_device_on_the_fake_kernel() {
+    conformance_on_fake_with(
+        "host-device",
+        &ALL_VERSIONS,
+        |fake| fake_master(fake, "mvmaster"),
+        host_device_conf,
+    );
+}
+
 #[test]
 fn loopback_on_the_kernel() {
     require_root!();

@@ -374,6 +374,7 @@ fn rcni_lists_and_installs_its_plugins() {
     let plugins = [
         "bridge",
         "dummy",
+        "host-device",
         "host-local",
         "ipvlan",
         "loopback",

@@ -60,7 +60,8 @@ impl Plugin for Dummy {
         let ipam_type = required_ipam(args)?;
         crate::pkg::ipam_verb(cx, ipam_type, Command::Check, args)?;
         let prev = args.require_prev_result()?;
-        let (mut container, link) = check_container_link(cx.kernel, args, &prev, LinkKind::Dummy)?;
+        let (mut container, link) =
+            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Dummy))?;
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 

@@ -138,7 +138,8 @@ impl Plugin for Ipvlan {
         let mode = mode_from(&conf.mode)?;
         ipam_only(args, cx, Command::Check)?;
         let prev = args.require_prev_result()?;
-        let (mut container, link) = check_container_link(cx.kernel, args, &prev, LinkKind::Ipvlan)?;
+        let (mut container, link) =
+            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Ipvlan))?;
         // The configured master must exist. (An empty master is not looked up: in a
         // CHECK, prevResult's one interface is this ipvlan, not its master.)
         if !conf.master.is_empty() {

@@ -143,7 +143,7 @@ impl Plugin for Macvlan {
         ipam_only(args, cx, Command::Check)?;
         let prev = args.require_prev_result()?;
         let (mut container, link) =
-            check_container_link(cx.kernel, args, &prev, LinkKind::Macvlan)?;
+            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Macvlan))?;
         let setup = match conf.link_in_container {
             true => Setup::load(conf, &mut container)?,
             false => Setup::load(conf, &mut cx.kernel.host()?)?,

@@ -201,7 +201,7 @@ impl Plugin for Ptp {
         )?;
         let prev = args.require_prev_result()?;
         let (mut container, link) =
-            check_container_link(cx.kernel, args, &prev, cni_net::LinkKind::Veth)?;
+            check_container_link(cx.kernel, args, &prev, Some(cni_net::LinkKind::Veth))?;
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 

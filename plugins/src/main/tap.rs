@@ -133,7 +133,7 @@ impl Plugin for Tap {
         ipam_only(args, cx, Command::Check)?;
         let prev = args.require_prev_result()?;
         let (mut container, link) =
-            crate::pkg::check_container_link(cx.kernel, args, &prev, LinkKind::Tun)?;
+            crate::pkg::check_container_link(cx.kernel, args, &prev, Some(LinkKind::Tun))?;
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 

@@ -131,7 +131,8 @@ impl Plugin for Vlan {
         let conf = &args.plugin;
         ipam_only(args, cx, Command::Check)?;
         let prev = args.require_prev_result()?;
-        let (mut container, link) = check_container_link(cx.kernel, args, &prev, LinkKind::Vlan)?;
+        let (mut container, link) =
+            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Vlan))?;
         let setup = match conf.link_in_container {
             true => Setup::load(conf, &mut container)?,
             false => Setup::load(conf, &mut cx.kernel.host()?)?,

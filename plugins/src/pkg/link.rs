@@ -215,13 +215,13 @@ impl ContainerLink {
 }
 
 /// CHECK of the container end: prevResult names it in this netns, and the kernel has
-/// it as a link of `kind` with that MAC. Returns a socket in the container netns and
-/// the link.
+/// it (as a link of `kind`, when given) with that MAC. Returns a socket in the
+/// container netns and the link.
 pub fn check_container_link(
     kernel: &Kernel,
     args: &CmdArgs,
     prev: &v100::Result,
-    kind: LinkKind,
+    kind: Option<LinkKind>,
 ) -> Result<(Netlink, Link), Error> {
     let iface = find_container_iface(prev, &args.ifname, &args.netns).ok_or_else(|| {
         Error::internal(format!(
@@ -237,7 +237,7 @@ pub fn check_container_link(
             args.ifname
         ))
     })?;
-    if link.kind != kind {
+    if let Some(kind) = kind.filter(|k| *k != link.kind) {
         return Err(Error::internal(format!(
             "Error: Container interface: {} not of type {}",
             link.name,

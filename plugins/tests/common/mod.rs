@@ -150,6 +150,9 @@ pub fn conformance_on_kernel(
         conf: conf_for(&sandbox),
         versions: versions.to_vec(),
         ifname: "eth0",
+        // host-device's stand-in NIC is a veth: it dies with the namespace
+        // (plugins/tests/host_device.rs covers that DEL on its own).
+        device_dies_with_netns: plugin_name == "host-device",
     }
     .run(&target);
 }
@@ -178,6 +181,9 @@ pub fn conformance_on_fake_with(
         conf: conf_for(target.state_dir()),
         versions: versions.to_vec(),
         ifname: "eth0",
+        // host-device's stand-in NIC is a veth: it dies with the namespace
+        // (plugins/tests/host_device.rs covers that DEL on its own).
+        device_dies_with_netns: plugin_name == "host-device",
     }
     .run(&target);
 }

@@ -299,7 +299,7 @@ impl Plugin for Bridge {
             )));
         }
         let (mut container, link) =
-            check_container_link(cx.kernel, args, &prev, cni_net::LinkKind::Veth)?;
+            check_container_link(cx.kernel, args, &prev, Some(cni_net::LinkKind::Veth))?;
         let mut peer_found = false;
         for candidate in prev.interfaces.iter().filter(|i| i.sandbox.is_empty()) {
             if let Some(host_link) = host.link_by_name(&candidate.name)?
