@@ -173,7 +173,7 @@ fn tap_on_the_fake_kernel() {
 
 fn host_device_conf(data_dir: &Path) -> Value {
     json!({"name": "confhd", "type": "host-device", "device": "mvmaster",
-        "ipam": host_local(data_dir, "10.77.0.0/24")})
+        "dataDir": data_dir.join("hd"), "ipam": host_local(data_dir, "10.77.0.0/24")})
 }
 
 #[test]

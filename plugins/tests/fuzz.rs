@@ -236,6 +236,8 @@ fn config(
     };
     conf["name"] = json!("fuzznet");
     conf["cniVersion"] = json!(version);
+    // host-device keeps its records there; never under /var/lib in a test.
+    conf["dataDir"] = json!(state);
     conf["type"] = json!(plugin);
     conf["dataDir"] = json!(state);
     if let Value::Object(mut ipam) = ipam {

@@ -24,6 +24,7 @@ fn add_device(sandbox: &Sandbox, name: &str) {
 fn conf(sandbox: &Sandbox, extra: Value) -> String {
     let mut conf = json!({
         "cniVersion": "1.0.0", "name": "hdnet", "type": "host-device", "device": "hd0",
+        "dataDir": sandbox.state_dir().join("hd"),
         "ipam": {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": sandbox.state_dir()},
     });
     for (key, value) in extra.as_object().expect("object") {
@@ -98,7 +99,7 @@ fn found_by_hwaddr_and_l2_without_ipam() {
     );
     let run = Runner::new(&sandbox);
     let c = json!({"cniVersion": "1.0.0", "name": "hdl2", "type": "host-device",
-        "hwaddr": "02:00:00:00:00:77"})
+        "hwaddr": "02:00:00:00:00:77", "dataDir": sandbox.state_dir().join("hd")})
     .to_string();
     let result = run.add(&host_device(), "ctr1", "net1", &c);
     assert_eq!(result["interfaces"][0]["mac"], "02:00:00:00:00:77");
@@ -243,4 +244,44 @@ fn del_with_the_netns_gone_releases_the_address() {
     let out = call("DEL");
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
     assert_eq!(reservations(&sandbox.state_dir().join("hdnet")), vec![]);
+}
+
+#[test]
+fn del_restores_the_hosts_mtu_and_state_and_gc_drops_stale_records() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    add_device(&sandbox, "hd0");
+    let (host, ctr) = (sandbox.host_name(), sandbox.container_name());
+    sandbox.ip(host, &["link", "set", "hd0", "mtu", "1400", "up"]);
+    let run = Runner::new(&sandbox);
+    let c = conf(&sandbox, json!({}));
+    run.add(&host_device(), "ctr1", "net1", &c);
+    let record = sandbox.state_dir().join("hd/hdnet/ctr1/net1");
+    assert!(record.is_file());
+    // Something in the container changed it.
+    sandbox.ip(ctr, &["link", "set", "net1", "mtu", "1300", "down"]);
+    run.ok(&host_device(), "DEL", "ctr1", "net1", &c);
+    let back = &ip_json(&sandbox, host, &["link", "show", "dev", "hd0"])[0];
+    assert_eq!(back["mtu"], 1400);
+    assert!(
+        back["flags"]
+            .as_array()
+            .expect("flags")
+            .contains(&json!("UP")),
+        "{back}"
+    );
+    assert!(!record.exists());
+
+    // GC forgets the records of attachments that are not valid any more.
+    run.add(&host_device(), "ctr2", "net1", &c);
+    let stale = sandbox.state_dir().join("hd/hdnet/ctr2/net1");
+    assert!(stale.is_file());
+    let mut gc: Value = serde_json::from_str(&c).expect("conf");
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr9", "ifname": "eth0"}]);
+    run.ok(&host_device(), "GC", "", "", &gc.to_string());
+    assert!(!stale.exists());
+    assert_eq!(reservations(&sandbox.state_dir().join("hdnet")), vec![]);
+    run.ok(&host_device(), "DEL", "ctr2", "net1", &c);
+    assert_eq!(links(&sandbox, host), vec!["lo", "hd0p", "hd0"]);
 }

@@ -230,3 +230,24 @@ fn result_keys_fold_case_like_go() {
     .expect("parses");
     assert!(r.to_json_pretty().contains("\"gateway\": \"10.0.0.1\""));
 }
+
+/// Spec 1.1's interface fields (`mtu`, `socketPath`, `pciID`) are kept at 1.1.0 and
+/// converted away for 1.0.0 and older.
+#[test]
+fn spec_1_1_interface_fields_are_dropped_for_older_versions() {
+    let result = cni_types::result::Result::from_slice(
+        br#"{"cniVersion":"1.1.0","interfaces":[{"name":"net1","mtu":1400,
+            "socketPath":"/run/vhost.sock","pciID":"0000:01:00.0"}],
+            "ips":[{"address":"10.1.0.5/24","interface":0}]}"#,
+    )
+    .expect("result");
+    let text = |version: &str| result.convert(version).expect("convert").to_json_pretty();
+    let newest = text("1.1.0");
+    for field in ["\"mtu\": 1400", "socketPath", "pciID"] {
+        assert!(newest.contains(field), "{newest}");
+        for older in ["1.0.0", "0.4.0", "0.3.1"] {
+            let shown = text(older);
+            assert!(!shown.contains(field), "{older}: {shown}");
+        }
+    }
+}

@@ -29,6 +29,82 @@ pub struct Conf {
     kernel_path: String,
     #[serde(rename = "pciBusID")]
     pci_bus_id: String,
+    /// Where the device's host MTU and state are kept between ADD and DEL (ours).
+    #[serde(rename = "dataDir")]
+    data_dir: String,
+}
+
+/// The default of `dataDir`.
+const DATA_DIR: &str = "/var/lib/cni/host-device";
+
+/// What the device was on the host, restored by DEL: its name (also in the alias,
+/// where upstream keeps it), MTU and whether it was up. Kept in
+/// `<dataDir>/<network>/<containerID>/<ifname>` because the alias can only hold the
+/// name (Go's DEL reads it as one).
+#[derive(Debug, serde::Serialize, Deserialize, PartialEq)]
+struct Saved {
+    name: String,
+    mtu: u32,
+    up: bool,
+}
+
+/// `<dataDir>/<network>`.
+fn network_dir(args: &Request<Conf>) -> PathBuf {
+    let dir = match args.plugin.data_dir.as_str() {
+        "" => DATA_DIR,
+        dir => dir,
+    };
+    Path::new(dir).join(args.network())
+}
+
+fn saved_path(args: &Request<Conf>) -> PathBuf {
+    network_dir(args)
+        .join(&args.container_id)
+        .join(&args.ifname)
+}
+
+/// Writes `saved` whole or not at all (a temporary file renamed into place).
+fn save(path: &Path, saved: &Saved) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed =
+        |e: std::io::Error| Error::internal(format!("failed to save {}: {e}", path.display()));
+    let dir = path
+        .parent()
+        .ok_or_else(|| failed(std::io::ErrorKind::InvalidInput.into()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    let temp = dir.join(".rcni-tmp");
+    let _ = std::fs::remove_file(&temp);
+    let text = serde_json::to_string(saved).map_err(|e| failed(std::io::Error::other(e)))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(crate::pkg::files::O_NOFOLLOW)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            failed(e)
+        })
+}
+
+fn load(path: &Path) -> Option<Saved> {
+    let text = crate::pkg::files::read_regular(path, 4096, false).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Removes the saved state and the directories it leaves empty.
+fn forget(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    if let Some(container_dir) = path.parent() {
+        let _ = std::fs::remove_dir(container_dir);
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +317,19 @@ impl Plugin for HostDevice {
         }
         let mut host = kernel.host()?;
         let device = find_on_host(&mut host, &source)?;
+        let saved_at = saved_path(args);
+        save(
+            &saved_at,
+            &Saved {
+                name: device.name.clone(),
+                mtu: device.mtu,
+                up: device.up,
+            },
+        )?;
+        rollback.push({
+            let saved_at = saved_at.clone();
+            move || forget(&saved_at)
+        });
         move_link(&mut host, device.index, &netns, &args.ifname, &device.name)
             .context(format!("failed to move {:?} to the container", device.name))?;
         let host_ns = kernel.own_netns()?;
@@ -326,7 +415,25 @@ impl Plugin for HostDevice {
         move_link(&mut container, link.index, &host_ns, &original, "").context(format!(
             "failed to move {:?} back to the host as {original:?}",
             link.name
-        ))
+        ))?;
+        // Its MTU and state as they were before ADD, when ADD was ours (Go's leaves
+        // it down, and so do we without a record).
+        let saved_at = saved_path(args);
+        if let Some(saved) = load(&saved_at).filter(|s| s.name == original) {
+            let mut host = cx.kernel.host()?;
+            let back = host.require_link(&original)?;
+            host.change_link(
+                back.index,
+                &LinkChange {
+                    mtu: (saved.mtu != 0 && saved.mtu != back.mtu).then_some(saved.mtu),
+                    up: saved.up.then_some(true),
+                    ..Default::default()
+                },
+            )
+            .context(format!("failed to restore {original:?}"))?;
+        }
+        forget(&saved_at);
+        Ok(())
     }
 
     fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
@@ -339,7 +446,27 @@ impl Plugin for HostDevice {
         check_addresses_and_routes(&mut container, &link, &prev)
     }
 
+    /// IPAM's GC, and the saved states of attachments that are not valid any more.
     fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
+        let valid = args.conf.valid_attachments.clone().unwrap_or_default();
+        if let Ok(entries) = std::fs::read_dir(network_dir(args)) {
+            for container in entries.flatten() {
+                let id = container.file_name().to_string_lossy().into_owned();
+                for file in std::fs::read_dir(container.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let ifname = file.file_name().to_string_lossy().into_owned();
+                    if !valid
+                        .iter()
+                        .any(|a| a.container_id == id && a.ifname == ifname)
+                    {
+                        forget(&file.path());
+                    }
+                }
+            }
+        }
         ipam_only(args, cx, Command::Gc)
     }
 
