@@ -41,8 +41,10 @@ fn tap_with_ipam_owner_queues_mac_mtu_and_a_bridge_in_the_container() {
     let run = Runner::new(&sandbox);
     let c = conf(
         &sandbox,
+        // Without SELinux on the host the context is ignored, as upstream.
         json!({"multiQueue": true, "owner": 4242, "group": 4243, "mtu": 1300,
-            "mac": "02:00:00:00:00:07", "bridge": "br0"}),
+            "mac": "02:00:00:00:00:07", "bridge": "br0",
+            "selinuxContext": "system_u:system_r:container_t:s0"}),
     );
     let result = run.add(&tap(), "ctr1", "tap0", &c);
     let link = details(&sandbox, "tap0");

@@ -19,6 +19,7 @@ fn tap_devices_through_the_ioctls() {
         vnet_hdr: true,
         owner: Some(1000),
         group: Some(1001),
+        selinux_context: None,
     };
     kernel.create_tap(&sandbox.container, &spec).expect("tap");
     let link = &ip_json(

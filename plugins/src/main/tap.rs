@@ -32,18 +32,6 @@ pub struct Conf {
     bridge: String,
 }
 
-/// upstream labels the tap through the `ip` process's SELinux exec context, which
-/// is a no-op where SELinux is off. Labelling an ioctl-made tap is not done here:
-/// with SELinux on, a context is refused rather than silently not applied.
-fn check_selinux(context: &str) -> Result<(), Error> {
-    if context.is_empty() || !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
-        return Ok(());
-    }
-    Err(Error::internal(format!(
-        "selinuxContext {context:?}: labelling tap devices is not supported by rcni yet"
-    )))
-}
-
 pub struct Tap;
 
 impl Plugin for Tap {
@@ -58,7 +46,6 @@ impl Plugin for Tap {
         let kernel = cx.kernel;
         let mtu = crate::pkg::mtu(conf.mtu)?;
         let mac = container_mac_or(args, &args.plugin.mac)?;
-        check_selinux(&conf.selinux_context)?;
         let netns = kernel
             .open_netns(&args.netns)
             .context(format!("failed to open netns {:?}", args.netns))?;
@@ -86,6 +73,7 @@ impl Plugin for Tap {
             vnet_hdr: true,
             owner: conf.owner,
             group: conf.group,
+            selinux_context: Some(conf.selinux_context.as_str()).filter(|c| !c.is_empty()),
         };
         kernel
             .create_tap(&netns, &spec)
