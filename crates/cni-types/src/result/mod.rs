@@ -137,23 +137,13 @@ impl Result {
                 cni_version: to,
                 ..r.clone()
             }),
-            (Result::V100(r), Family::V100) => {
-                let mut r = v100::Result {
-                    cni_version: to,
-                    ..r.clone()
-                };
-                // `mtu`, `socketPath` and `pciID` are spec 1.1's: a 1.0.0 reader
-                // gets the result as 1.0.0 defines it.
-                if !crate::version::greater_than_or_equal(&r.cni_version, "1.1.0").unwrap_or(false)
-                {
-                    for interface in &mut r.interfaces {
-                        interface.mtu = 0;
-                        interface.socket_path.clear();
-                        interface.pci_id.clear();
-                    }
-                }
-                Result::V100(r)
-            }
+            // 1.0.0 and 1.1.0 share one shape, as upstream's types100: spec 1.1's
+            // interface fields (`mtu`, `socketPath`, `pciID`) stay at 1.0.0 (Go
+            // readers ignore them) and go with the conversion to 0.4.0 and older.
+            (Result::V100(r), Family::V100) => Result::V100(v100::Result {
+                cni_version: to,
+                ..r.clone()
+            }),
             (Result::V020(r), Family::V040) => Result::V040(v020_to_v040(r, to)),
             (Result::V020(r), Family::V100) => {
                 Result::V100(v040_to_v100(&v020_to_v040(r, to.clone()), to))
