@@ -3,17 +3,14 @@
 //! when chained without IPAM from prevResult; with neither the link is only brought
 //! up (L2). Created directly in the container (see `pkg::child`).
 
-use cni_net::{IpvlanMode, KindData, KindSpec, LinkKind, LinkSpec, Netlink};
+use cni_net::{IpvlanMode, KindData, KindSpec, LinkKind, Netlink};
 use cni_skel::{Command, Context, Plugin, Request};
+use cni_types::Error;
 use cni_types::result::Result as CniResult;
-use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
-use crate::pkg::child::{
-    add_ipam_addresses, configure, create_in_container, del_ipam_then_link, find_master, ipam_only,
-    single_interface_result,
-};
-use crate::pkg::{Rollback, check_addresses_and_routes, check_container_link};
+use crate::pkg::child::{Child, add_child, del_ipam_then_link, find_master, ipam_only};
+use crate::pkg::{check_addresses_and_routes, check_container_link};
 
 /// ipvlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -70,60 +67,25 @@ impl Plugin for Ipvlan {
 
     fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
         let conf = &args.plugin;
-        let kernel = cx.kernel;
         let mode = mode_from(&conf.mode)?;
         let mtu = crate::pkg::mtu(conf.mtu)?;
-        let prev = args.prev_result()?;
-        let netns = kernel
-            .open_netns(&args.netns)
-            .context(format!("failed to open netns {:?}", args.netns))?;
-        let mut container = kernel.netlink(&netns)?;
-        let mut host = match conf.link_in_container {
-            true => None,
-            false => Some(kernel.host()?),
-        };
-        let master = master_of(args, host.as_mut().unwrap_or(&mut container))?;
-        let spec = LinkSpec {
-            parent: Some(master.index),
-            netns: host.is_some().then_some(&netns),
-            mtu,
-            ..LinkSpec::new(&args.ifname, KindSpec::Ipvlan { mode })
-        };
-        let mut rollback = Rollback::default();
-        let link = create_in_container(
-            kernel,
-            &netns,
-            host.as_mut(),
-            &mut container,
-            &spec,
-            &mut rollback,
+        // Chained without IPAM, the previous plugin's addresses move to the ipvlan.
+        let chained = args.prev_result()?;
+        let result = add_child(
+            cx,
+            args,
+            conf.link_in_container,
+            true,
+            chained,
+            |master_side| {
+                Ok(Child {
+                    kind: KindSpec::Ipvlan { mode },
+                    parent: master_of(args, master_side)?.index,
+                    mtu,
+                    mac: None,
+                })
+            },
         )?;
-        let mut result = match (args.ipam_type(), prev) {
-            (Some(ipam_type), _) => add_ipam_addresses(
-                cx,
-                args,
-                ipam_type,
-                &netns,
-                &mut container,
-                &link,
-                true,
-                &mut rollback,
-            )?,
-            // Chained without IPAM: the previous plugin's addresses move to this link.
-            (None, Some(prev)) if !prev.ips.is_empty() => {
-                let mut result = single_interface_result(&link, args);
-                result.ips = prev.ips;
-                result.routes = prev.routes;
-                configure(cx, &netns, &mut container, &link, &mut result, true)?;
-                result
-            }
-            (None, _) => {
-                container.set_link_up(link.index, true)?;
-                single_interface_result(&link, args)
-            }
-        };
-        result.dns = args.conf.dns.clone();
-        rollback.done();
         Ok(CniResult::V100(result))
     }
 

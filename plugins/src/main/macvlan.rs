@@ -2,17 +2,14 @@
 //! `plugins/main/macvlan`). With IPAM it is configured at L3; without, it is only
 //! brought up (L2). Created directly in the container (see `pkg::child`).
 
-use cni_net::{KindData, KindSpec, LinkKind, LinkSpec, MacvlanMode, Netlink};
+use cni_net::{KindData, KindSpec, LinkKind, MacvlanMode, Netlink};
 use cni_skel::{Command, Context, Plugin, Request};
+use cni_types::Error;
 use cni_types::result::Result as CniResult;
-use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
-use crate::pkg::child::{
-    add_ipam_addresses, create_in_container, del_ipam_then_link, find_master, ipam_only,
-    single_interface_result,
-};
-use crate::pkg::{Rollback, check_addresses_and_routes, check_container_link, container_mac_or};
+use crate::pkg::child::{Child, add_child, del_ipam_then_link, find_master, ipam_only};
+use crate::pkg::{check_addresses_and_routes, check_container_link, container_mac_or};
 
 /// macvlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -78,59 +75,26 @@ impl Plugin for Macvlan {
 
     fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
         let conf = &args.plugin;
-        let kernel = cx.kernel;
-        let mac = container_mac_or(args, &args.plugin.mac)?;
-        let netns = kernel
-            .open_netns(&args.netns)
-            .context(format!("failed to open netns {:?}", args.netns))?;
-        let mut container = kernel.netlink(&netns)?;
-        let mut host = match conf.link_in_container {
-            true => None,
-            false => Some(kernel.host()?),
-        };
-        let setup = Setup::load(conf, host.as_mut().unwrap_or(&mut container))?;
-        let spec = LinkSpec {
-            parent: Some(setup.master.index),
-            netns: host.is_some().then_some(&netns),
-            mtu: setup.mtu,
-            mac,
-            ..LinkSpec::new(
-                &args.ifname,
-                KindSpec::Macvlan {
-                    mode: setup.mode,
-                    bcqueuelen: conf.bcqueuelen,
-                },
-            )
-        };
-        let mut rollback = Rollback::default();
-        let link = create_in_container(
-            kernel,
-            &netns,
-            host.as_mut(),
-            &mut container,
-            &spec,
-            &mut rollback,
+        let mac = container_mac_or(args, &conf.mac)?;
+        let result = add_child(
+            cx,
+            args,
+            conf.link_in_container,
+            true,
+            None,
+            |master_side| {
+                let setup = Setup::load(conf, master_side)?;
+                Ok(Child {
+                    kind: KindSpec::Macvlan {
+                        mode: setup.mode,
+                        bcqueuelen: conf.bcqueuelen,
+                    },
+                    parent: setup.master.index,
+                    mtu: setup.mtu,
+                    mac,
+                })
+            },
         )?;
-        let mut result = match args.ipam_type() {
-            Some(ipam_type) => add_ipam_addresses(
-                cx,
-                args,
-                ipam_type,
-                &netns,
-                &mut container,
-                &link,
-                true,
-                &mut rollback,
-            )?,
-            None => {
-                // L2: no addresses, the link is only brought up.
-                container.set_link_up(link.index, true)?;
-                single_interface_result(&link, args)
-            }
-        };
-        // Upstream answers with the config's DNS; IPAM's is dropped.
-        result.dns = args.conf.dns.clone();
-        rollback.done();
         Ok(CniResult::V100(result))
     }
 

@@ -11,9 +11,7 @@ use cni_types::result::Result as CniResult;
 use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
-use crate::pkg::child::{
-    add_ipam_addresses, del_ipam_then_link, ipam_only, single_interface_result,
-};
+use crate::pkg::child::{del_ipam_then_link, finish_add, ipam_only};
 use crate::pkg::{Rollback, check_addresses_and_routes, container_mac_or};
 
 /// tap's own keys (`ipam` and `dns` are in `PluginConf`).
@@ -94,20 +92,16 @@ impl Plugin for Tap {
             )
             .context(format!("failed to set up tap {:?}", args.ifname))?;
         let link = container.require_link(&args.ifname)?;
-        let mut result = match args.ipam_type() {
-            Some(ipam_type) => add_ipam_addresses(
-                cx,
-                args,
-                ipam_type,
-                &netns,
-                &mut container,
-                &link,
-                true,
-                &mut rollback,
-            )?,
-            None => single_interface_result(&link, args),
-        };
-        result.dns = args.conf.dns.clone();
+        let result = finish_add(
+            cx,
+            args,
+            &netns,
+            &mut container,
+            &link,
+            true,
+            None,
+            &mut rollback,
+        )?;
         rollback.done();
         Ok(CniResult::V100(result))
     }

@@ -3,17 +3,14 @@
 //! dotted name upstream's sysctl helper trips over (`eth0.100`) never exists; sysctls
 //! are written with slash paths anyway.
 
-use cni_net::{KindData, KindSpec, LinkKind, LinkSpec, Netlink};
+use cni_net::{KindData, KindSpec, LinkKind, Netlink};
 use cni_skel::{Command, Context, Plugin, Request};
+use cni_types::Error;
 use cni_types::result::Result as CniResult;
-use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
-use crate::pkg::child::{
-    add_ipam_addresses, create_in_container, del_ipam_then_link, find_master, ipam_only,
-    single_interface_result,
-};
-use crate::pkg::{Rollback, check_addresses_and_routes, check_container_link};
+use crate::pkg::child::{Child, add_child, del_ipam_then_link, find_master, ipam_only};
+use crate::pkg::{check_addresses_and_routes, check_container_link};
 
 /// vlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -75,49 +72,23 @@ impl Plugin for Vlan {
 
     fn add(&self, args: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
         let conf = &args.plugin;
-        let kernel = cx.kernel;
-        let netns = kernel
-            .open_netns(&args.netns)
-            .context(format!("failed to open netns {:?}", args.netns))?;
-        let mut container = kernel.netlink(&netns)?;
-        let mut host = match conf.link_in_container {
-            true => None,
-            false => Some(kernel.host()?),
-        };
-        let setup = Setup::load(conf, host.as_mut().unwrap_or(&mut container))?;
-        let spec = LinkSpec {
-            parent: Some(setup.master.index),
-            netns: host.is_some().then_some(&netns),
-            mtu: setup.mtu,
-            ..LinkSpec::new(&args.ifname, KindSpec::Vlan { id: setup.id })
-        };
-        let mut rollback = Rollback::default();
-        let link = create_in_container(
-            kernel,
-            &netns,
-            host.as_mut(),
-            &mut container,
-            &spec,
-            &mut rollback,
+        // No gratuitous ARP sysctl, as upstream.
+        let result = add_child(
+            cx,
+            args,
+            conf.link_in_container,
+            false,
+            None,
+            |master_side| {
+                let setup = Setup::load(conf, master_side)?;
+                Ok(Child {
+                    kind: KindSpec::Vlan { id: setup.id },
+                    parent: setup.master.index,
+                    mtu: setup.mtu,
+                    mac: None,
+                })
+            },
         )?;
-        let mut result = match args.ipam_type() {
-            Some(ipam_type) => add_ipam_addresses(
-                cx,
-                args,
-                ipam_type,
-                &netns,
-                &mut container,
-                &link,
-                false,
-                &mut rollback,
-            )?,
-            None => {
-                container.set_link_up(link.index, true)?;
-                single_interface_result(&link, args)
-            }
-        };
-        result.dns = args.conf.dns.clone();
-        rollback.done();
         Ok(CniResult::V100(result))
     }
 

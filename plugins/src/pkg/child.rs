@@ -8,12 +8,44 @@
 //! no temporary name can clash with a concurrent ADD or be left behind.
 
 use cni_net::iface::configure_iface;
-use cni_net::{Family, Kernel, Link, LinkSpec, NetNs, Netlink};
+use cni_net::{Family, Kernel, KindSpec, Link, LinkSpec, NetNs, Netlink};
 use cni_skel::{Command, Context, Request};
 use cni_types::result::v100;
 use cni_types::{Context as _, Error};
 
 use super::{ContainerLink, Rollback, ipam_add, ipam_verb};
+
+/// What an ADD of a link in the container works with: the container's namespace
+/// and socket, and the host's socket unless the master lives in the container
+/// (`linkInContainer`).
+pub struct Sides {
+    pub netns: NetNs,
+    pub container: Netlink,
+    pub host: Option<Netlink>,
+}
+
+impl Sides {
+    pub fn open(kernel: &Kernel, netns: &str, link_in_container: bool) -> Result<Sides, Error> {
+        let netns = kernel
+            .open_netns(netns)
+            .context(format!("failed to open netns {netns:?}"))?;
+        let container = kernel.netlink(&netns)?;
+        let host = match link_in_container {
+            true => None,
+            false => Some(kernel.host()?),
+        };
+        Ok(Sides {
+            netns,
+            container,
+            host,
+        })
+    }
+
+    /// The socket where the master is.
+    pub fn master_side(&mut self) -> &mut Netlink {
+        self.host.as_mut().unwrap_or(&mut self.container)
+    }
+}
 
 /// The master by name, or with an empty name the interface of the first default
 /// route (IPv4, then IPv6), as upstream's `getDefaultRouteInterfaceName`.
@@ -55,6 +87,96 @@ pub fn create_in_container<'a>(
     .context(format!("failed to create {what}"))?;
     rollback.push_link_removal_by_name(kernel, netns, spec.name);
     Ok(container.require_link(spec.name)?)
+}
+
+/// The end of an ADD: with IPAM, its addresses on `link` (see
+/// [`add_ipam_addresses`]); without IPAM but `chained` with addresses (ipvlan), those
+/// move to `link`; otherwise the link is only brought up (L2). The result's DNS is
+/// the config's (IPAM's is dropped, as upstream's macvlan, ipvlan, vlan, tap).
+#[allow(clippy::too_many_arguments)]
+pub fn finish_add<'a, C>(
+    cx: &'a Context,
+    args: &'a Request<C>,
+    netns: &NetNs,
+    container: &mut Netlink,
+    link: &Link,
+    announce: bool,
+    chained: Option<v100::Result>,
+    rollback: &mut Rollback<'a>,
+) -> Result<v100::Result, Error> {
+    let mut result = match (args.ipam_type(), chained) {
+        (Some(ipam_type), _) => add_ipam_addresses(
+            cx, args, ipam_type, netns, container, link, announce, rollback,
+        )?,
+        (None, Some(prev)) if !prev.ips.is_empty() => {
+            let mut result = single_interface_result(link, args);
+            result.ips = prev.ips;
+            result.routes = prev.routes;
+            configure(cx, netns, container, link, &mut result, announce)?;
+            result
+        }
+        (None, _) => {
+            container.set_link_up(link.index, true)?;
+            single_interface_result(link, args)
+        }
+    };
+    result.dns = args.conf.dns.clone();
+    Ok(result)
+}
+
+/// A child link of a master (macvlan, ipvlan, vlan) as a plugin describes it once it
+/// has looked at the master.
+pub struct Child {
+    pub kind: KindSpec<'static>,
+    pub parent: u32,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// The whole ADD of a child link: the sockets (the master on the host, or in the
+/// container with `linkInContainer`), `child` given the master's side, the link made
+/// in the container under `CNI_IFNAME`, then [`finish_add`]. A failure at any step
+/// leaves nothing.
+pub fn add_child<'a, C>(
+    cx: &'a Context,
+    args: &'a Request<C>,
+    link_in_container: bool,
+    announce: bool,
+    chained: Option<v100::Result>,
+    child: impl FnOnce(&mut Netlink) -> Result<Child, Error>,
+) -> Result<v100::Result, Error> {
+    let kernel = cx.kernel;
+    let mut sides = Sides::open(kernel, &args.netns, link_in_container)?;
+    let child = child(sides.master_side())?;
+    let spec = LinkSpec {
+        parent: Some(child.parent),
+        // Made from the host's side, it is created in the container.
+        netns: sides.host.is_some().then_some(&sides.netns),
+        mtu: child.mtu,
+        mac: child.mac,
+        ..LinkSpec::new(&args.ifname, child.kind)
+    };
+    let mut rollback = Rollback::default();
+    let link = create_in_container(
+        kernel,
+        &sides.netns,
+        sides.host.as_mut(),
+        &mut sides.container,
+        &spec,
+        &mut rollback,
+    )?;
+    let result = finish_add(
+        cx,
+        args,
+        &sides.netns,
+        &mut sides.container,
+        &link,
+        announce,
+        chained,
+        &mut rollback,
+    )?;
+    rollback.done();
+    Ok(result)
 }
 
 /// A result naming only `link`, in the container.
