@@ -9,7 +9,9 @@ use cni_types::Error;
 use cni_types::result::Result as CniResult;
 use serde::Deserialize;
 
-use crate::pkg::child::{Child, add_child, del_ipam_then_link, find_master, ipam_only};
+use crate::pkg::child::{
+    Child, add_child, del_ipam_then_link, find_master, ipam_only, mtu_within_master,
+};
 use crate::pkg::{check_addresses_and_routes, check_container_link};
 
 /// vlan's own keys (`ipam` and `dns` are in `PluginConf`).
@@ -48,15 +50,7 @@ impl Setup {
                 ))
             })?;
         let master = find_master(master_netlink, &conf.master)?;
-        let mtu = u32::try_from(conf.mtu)
-            .ok()
-            .filter(|m| *m <= master.mtu)
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "invalid MTU {}, must be [0, master MTU({})]",
-                    conf.mtu, master.mtu
-                ))
-            })?;
+        let mtu = mtu_within_master(conf.mtu, &master)?;
         Ok(Setup { master, id, mtu })
     }
 }

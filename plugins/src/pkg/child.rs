@@ -68,6 +68,20 @@ pub fn find_master(netlink: &mut Netlink, name: &str) -> Result<Link, Error> {
     Err(Error::internal("no default route interface found"))
 }
 
+/// A config's `mtu` for a child of `master`: 0 (the kernel's default, the master's)
+/// up to the master's MTU (macvlan, vlan; upstream's message).
+pub fn mtu_within_master(mtu: i64, master: &Link) -> Result<u32, Error> {
+    u32::try_from(mtu)
+        .ok()
+        .filter(|m| *m <= master.mtu)
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "invalid MTU {mtu}, must be [0, master MTU({})]",
+                master.mtu
+            ))
+        })
+}
+
 /// Creates `spec` (named `CNI_IFNAME`; `spec.netns` set when `creator` is not the
 /// container's socket) and returns it as the container sees it. From here on a
 /// failing ADD deletes it.
