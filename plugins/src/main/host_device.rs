@@ -248,7 +248,11 @@ fn find_on_host(host: &mut Netlink, source: &Source) -> Result<Link, Error> {
                 });
         }
         Source::Sysfs { net_dir, .. } => netdev_in(net_dir)?,
-        Source::Dpdk { .. } => unreachable!("DPDK devices have no netdev"),
+        Source::Dpdk { pci } => {
+            return Err(Error::internal(format!(
+                "PCI device {pci} is bound to a DPDK driver: it has no network interface"
+            )));
+        }
     };
     host.link_by_name(&name)?.ok_or_else(|| {
         Error::internal(format!(
