@@ -18,7 +18,7 @@ WARM=${WARM:-3}
 PAR=${PAR:-8}
 SIZES=${SIZES:-"50 500"}
 GO_BIN=${GO_BIN:-/usr/lib/cni}
-ONLY=${ONLY:-}   # a regex on scenario names: a partial run, which leaves bench/README.md alone
+ONLY=${ONLY:-}   # a regex on scenario names: a partial run, which leaves bench/README.md and bench/results/ alone
 # Seconds to let the kernel finish tearing down a deleted container namespace (done
 # asynchronously, under the rtnl lock) before the next timed call, so one cycle's
 # teardown is not billed to the next plugin. Outside every timed region.
@@ -53,7 +53,7 @@ if [[ ${1:-} == __inner ]]; then
       brc) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-c-$n\",\"type\":\"bridge\",\"bridge\":\"rbc$n\",\"isGateway\":true,\"ipMasq\":true,${ipam/10.$s./10.$((s + 6)).}}" ;;
       pm) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-c-$n\",\"type\":\"portmap\",\"runtimeConfig\":{\"portMappings\":[{\"hostPort\":${p}080,\"containerPort\":80,\"protocol\":\"tcp\"}]}}" ;;
       brcn) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-cn-$n\",\"type\":\"bridge\",\"bridge\":\"rbd$n\",\"isGateway\":true,\"ipMasq\":true,\"ipMasqBackend\":\"nftables\",${ipam/10.$s./10.$((s + 7)).}}" ;;
-      pmn) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-cn-$n\",\"type\":\"portmap\",\"backend\":\"nftables\",\"runtimeConfig\":{\"portMappings\":[{\"hostPort\":${p}081,\"containerPort\":80,\"protocol\":\"tcp\"}]}}" ;;
+      pmn) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-cn-$n\",\"type\":\"portmap\",\"backend\":\"nftables\",\"dataDir\":\"$W/portmap\",\"runtimeConfig\":{\"portMappings\":[{\"hostPort\":${p}081,\"containerPort\":80,\"protocol\":\"tcp\"}]}}" ;;
       par) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-par-$n\",\"type\":\"bridge\",\"bridge\":\"rbp$n\",\"isGateway\":true,\"ipMasq\":true,${ipam/10.$s./10.$((s + 8)).}}" ;;
     esac
   }
@@ -344,8 +344,10 @@ report=$( {
 echo "$report"
 mkdir -p "$ROOT/bench/results"
 out="$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(hostname).md"
+# A partial run (ONLY) must not replace the day's full record.
+if [[ -n $ONLY ]]; then out="$W/partial.md"; fi
 echo "$report" >"$out"
-echo "written: $out" >&2
+if [[ -z $ONLY ]]; then echo "written: $out" >&2; fi
 readme=$ROOT/bench/README.md
 if [[ -z $ONLY && -f $readme ]] && grep -q '<!-- results:begin -->' "$readme"; then
   awk -v file="$out" '

@@ -244,9 +244,10 @@ fn portmap_on_the_kernel_with_both_backends() {
     require_root!();
     for backend in ["iptables", "nftables"] {
         // Chained: a prevResult names the container's address (from 0.3.0 on).
-        conformance_on_kernel("portmap", &ALL_VERSIONS[2..], |_| {
+        conformance_on_kernel("portmap", &ALL_VERSIONS[2..], |s| {
             json!({
                 "name": "confpm", "type": "portmap", "backend": backend,
+                "dataDir": s.state_dir().join("pm"),
                 "runtimeConfig": {"portMappings": [
                     {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
                     {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]},

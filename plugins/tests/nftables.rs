@@ -77,8 +77,8 @@ add rule ip cni_hostport hostports tcp dport 8080 dnat to 10.88.0.2:80 comment "
         "ipMasqBackend": "nftables",
         "ipam": {"type": "host-local", "subnet": "10.88.0.0/16", "dataDir": sandbox.state_dir()}});
     gone_netns_del(&sandbox, "bridge", id, &bridge.to_string());
-    let portmap =
-        json!({"cniVersion": "1.0.0", "name": "mynet", "type": "portmap", "backend": "nftables"});
+    let portmap = json!({"cniVersion": "1.0.0", "name": "mynet", "type": "portmap",
+        "backend": "nftables", "dataDir": sandbox.state_dir().join("pm")});
     gone_netns_del(&sandbox, "portmap", id, &portmap.to_string());
     let left = nft_ruleset(&sandbox);
     assert!(!left.contains(id), "{left}");
@@ -104,7 +104,7 @@ fn comments_are_cut_or_refused_as_upstream_does() {
     // portmap's comment is the container ID itself: one nft refuses fails the ADD,
     // and nothing of it is left.
     let mut portmap = json!({"cniVersion": "1.0.0", "name": "mynet", "type": "portmap",
-        "backend": "nftables",
+        "backend": "nftables", "dataDir": sandbox.state_dir().join("pm"),
         "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}});
     portmap["prevResult"] = result;
     let (code, msg) = run.fails(
