@@ -22,9 +22,19 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Er
     from_value(serde_json::from_slice(bytes)?)
 }
 
-/// Decodes `T` from an already parsed JSON value the way Go fills a struct.
+/// Decodes `T` from an already parsed JSON value the way Go fills a struct. An
+/// error names the key where it happened (`ipam.ranges[0]: invalid type: ...`), as
+/// Go's names the struct field.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
-    T::deserialize(GoValue(value))
+    serde_path_to_error::deserialize(GoValue(value)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner
+        } else {
+            serde::de::Error::custom(format!("{path}: {inner}"))
+        }
+    })
 }
 
 /// Renames keys of `object` that fold to one of `fields` to that field's exact name,
