@@ -6,8 +6,10 @@ use cni_skel::{Command, Context, Plugin, Request};
 use cni_types::result::Result as CniResult;
 use cni_types::{Context as _, Error};
 
-use crate::pkg::child::{add_ipam_addresses, create_in_container, del_ipam_then_link, ipam_only};
-use crate::pkg::{Rollback, check_addresses_and_routes, check_container_link};
+use crate::pkg::Rollback;
+use crate::pkg::child::{
+    add_ipam_addresses, check_child, create_in_container, del_ipam_then_link, ipam_only,
+};
 
 /// dummy has no keys of its own; `ipam` is required.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -57,12 +59,8 @@ impl Plugin for Dummy {
     }
 
     fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        let ipam_type = required_ipam(args)?;
-        crate::pkg::ipam_verb(cx, ipam_type, Command::Check, args)?;
-        let prev = args.require_prev_result()?;
-        let (mut container, link) =
-            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Dummy))?;
-        check_addresses_and_routes(&mut container, &link, &prev)
+        required_ipam(args)?;
+        check_child(args, cx, LinkKind::Dummy, true, |_, _| Ok(()))
     }
 
     fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {

@@ -9,8 +9,9 @@ use cni_types::Error;
 use cni_types::result::Result as CniResult;
 use serde::Deserialize;
 
-use crate::pkg::child::{Child, add_child, del_ipam_then_link, find_master, ipam_only};
-use crate::pkg::{check_addresses_and_routes, check_container_link};
+use crate::pkg::child::{
+    Child, add_child, check_child, del_ipam_then_link, find_master, ipam_only,
+};
 
 /// ipvlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -98,25 +99,26 @@ impl Plugin for Ipvlan {
     fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
         let conf = &args.plugin;
         let mode = mode_from(&conf.mode)?;
-        ipam_only(args, cx, Command::Check)?;
-        let prev = args.require_prev_result()?;
-        let (mut container, link) =
-            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Ipvlan))?;
-        // The configured master must exist. (An empty master is not looked up: in a
-        // CHECK, prevResult's one interface is this ipvlan, not its master.)
-        if !conf.master.is_empty() {
-            match conf.link_in_container {
-                true => find_master(&mut container, &conf.master)?,
-                false => find_master(&mut cx.kernel.host()?, &conf.master)?,
-            };
-        }
-        if link.data != KindData::Ipvlan(mode) {
-            return Err(Error::internal(format!(
-                "Container ipvlan mode {:?} does not match expected value: {mode:?}",
-                link.data
-            )));
-        }
-        check_addresses_and_routes(&mut container, &link, &prev)
+        check_child(
+            args,
+            cx,
+            LinkKind::Ipvlan,
+            conf.link_in_container,
+            |link, master_side| {
+                // The configured master must exist. (An empty master is not looked up:
+                // in a CHECK, prevResult's one interface is this ipvlan, not its master.)
+                if !conf.master.is_empty() {
+                    find_master(master_side, &conf.master)?;
+                }
+                if link.data != KindData::Ipvlan(mode) {
+                    return Err(Error::internal(format!(
+                        "Container ipvlan mode {:?} does not match expected value: {mode:?}",
+                        link.data
+                    )));
+                }
+                Ok(())
+            },
+        )
     }
 
     fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {

@@ -9,9 +9,9 @@ use cni_types::result::Result as CniResult;
 use serde::Deserialize;
 
 use crate::pkg::child::{
-    Child, add_child, del_ipam_then_link, find_master, ipam_only, mtu_within_master,
+    Child, add_child, check_child, del_ipam_then_link, find_master, ipam_only, mtu_within_master,
 };
-use crate::pkg::{check_addresses_and_routes, check_container_link, container_mac_or};
+use crate::pkg::container_mac_or;
 
 /// macvlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -98,21 +98,22 @@ impl Plugin for Macvlan {
 
     fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
         let conf = &args.plugin;
-        ipam_only(args, cx, Command::Check)?;
-        let prev = args.require_prev_result()?;
-        let (mut container, link) =
-            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Macvlan))?;
-        let setup = match conf.link_in_container {
-            true => Setup::load(conf, &mut container)?,
-            false => Setup::load(conf, &mut cx.kernel.host()?)?,
-        };
-        if link.data != KindData::Macvlan(setup.mode) {
-            return Err(Error::internal(format!(
-                "Container macvlan mode {:?} does not match expected value: {:?}",
-                link.data, setup.mode
-            )));
-        }
-        check_addresses_and_routes(&mut container, &link, &prev)
+        check_child(
+            args,
+            cx,
+            LinkKind::Macvlan,
+            conf.link_in_container,
+            |link, master_side| {
+                let setup = Setup::load(conf, master_side)?;
+                if link.data != KindData::Macvlan(setup.mode) {
+                    return Err(Error::internal(format!(
+                        "Container macvlan mode {:?} does not match expected value: {:?}",
+                        link.data, setup.mode
+                    )));
+                }
+                Ok(())
+            },
+        )
     }
 
     fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {

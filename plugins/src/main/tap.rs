@@ -11,8 +11,8 @@ use cni_types::result::Result as CniResult;
 use cni_types::{Context as _, Error};
 use serde::Deserialize;
 
-use crate::pkg::child::{del_ipam_then_link, finish_add, ipam_only};
-use crate::pkg::{Rollback, check_addresses_and_routes, container_mac_or};
+use crate::pkg::child::{check_child, del_ipam_then_link, finish_add, ipam_only};
+use crate::pkg::{Rollback, container_mac_or};
 
 /// tap's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -112,11 +112,7 @@ impl Plugin for Tap {
 
     /// As upstream: IPAM CHECK, then the addresses and routes of the interface.
     fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        ipam_only(args, cx, Command::Check)?;
-        let prev = args.require_prev_result()?;
-        let (mut container, link) =
-            crate::pkg::check_container_link(cx.kernel, args, &prev, Some(LinkKind::Tun))?;
-        check_addresses_and_routes(&mut container, &link, &prev)
+        check_child(args, cx, LinkKind::Tun, true, |_, _| Ok(()))
     }
 
     fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {

@@ -10,9 +10,8 @@ use cni_types::result::Result as CniResult;
 use serde::Deserialize;
 
 use crate::pkg::child::{
-    Child, add_child, del_ipam_then_link, find_master, ipam_only, mtu_within_master,
+    Child, add_child, check_child, del_ipam_then_link, find_master, ipam_only, mtu_within_master,
 };
-use crate::pkg::{check_addresses_and_routes, check_container_link};
 
 /// vlan's own keys (`ipam` and `dns` are in `PluginConf`).
 #[derive(Debug, Default, Deserialize)]
@@ -94,27 +93,28 @@ impl Plugin for Vlan {
 
     fn check(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {
         let conf = &args.plugin;
-        ipam_only(args, cx, Command::Check)?;
-        let prev = args.require_prev_result()?;
-        let (mut container, link) =
-            check_container_link(cx.kernel, args, &prev, Some(LinkKind::Vlan))?;
-        let setup = match conf.link_in_container {
-            true => Setup::load(conf, &mut container)?,
-            false => Setup::load(conf, &mut cx.kernel.host()?)?,
-        };
-        if link.data != KindData::Vlan(setup.id) {
-            return Err(Error::internal(format!(
-                "Error: Container VLAN ID {:?} does not match expected value: {}",
-                link.data, setup.id
-            )));
-        }
-        if setup.mtu != 0 && link.mtu != setup.mtu {
-            return Err(Error::internal(format!(
-                "Error: Container VLAN MTU {} does not match expected value: {}",
-                link.mtu, setup.mtu
-            )));
-        }
-        check_addresses_and_routes(&mut container, &link, &prev)
+        check_child(
+            args,
+            cx,
+            LinkKind::Vlan,
+            conf.link_in_container,
+            |link, master_side| {
+                let setup = Setup::load(conf, master_side)?;
+                if link.data != KindData::Vlan(setup.id) {
+                    return Err(Error::internal(format!(
+                        "Error: Container VLAN ID {:?} does not match expected value: {}",
+                        link.data, setup.id
+                    )));
+                }
+                if setup.mtu != 0 && link.mtu != setup.mtu {
+                    return Err(Error::internal(format!(
+                        "Error: Container VLAN MTU {} does not match expected value: {}",
+                        link.mtu, setup.mtu
+                    )));
+                }
+                Ok(())
+            },
+        )
     }
 
     fn gc(&self, args: &Request<Conf>, cx: &Context) -> Result<(), Error> {

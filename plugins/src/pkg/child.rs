@@ -8,12 +8,14 @@
 //! no temporary name can clash with a concurrent ADD or be left behind.
 
 use cni_net::iface::configure_iface;
-use cni_net::{Family, Kernel, KindSpec, Link, LinkSpec, NetNs, Netlink};
+use cni_net::{Family, Kernel, KindSpec, Link, LinkKind, LinkSpec, NetNs, Netlink};
 use cni_skel::{Command, Context, Request};
 use cni_types::result::v100;
 use cni_types::{Context as _, Error};
 
-use super::{ContainerLink, Rollback, ipam_add, ipam_verb};
+use super::{
+    ContainerLink, Rollback, check_addresses_and_routes, check_container_link, ipam_add, ipam_verb,
+};
 
 /// What an ADD of a link in the container works with: the container's namespace
 /// and socket, and the host's socket unless the master lives in the container
@@ -259,6 +261,27 @@ pub fn configure(
         }
     }
     Ok(configure_iface(cx.kernel, netns, container, link, result)?)
+}
+
+/// CHECK of a link in the container: IPAM's CHECK, prevResult's interface as a
+/// link of `kind` with its MAC, `verify` given that link and the socket where the
+/// master is (the host's; the container's with `linkInContainer`, or when there is
+/// no master), then the link's addresses and routes.
+pub fn check_child<C>(
+    args: &Request<C>,
+    cx: &Context,
+    kind: LinkKind,
+    link_in_container: bool,
+    verify: impl FnOnce(&Link, &mut Netlink) -> Result<(), Error>,
+) -> Result<(), Error> {
+    ipam_only(args, cx, Command::Check)?;
+    let prev = args.require_prev_result()?;
+    let (mut container, link) = check_container_link(cx.kernel, args, &prev, Some(kind))?;
+    match link_in_container {
+        true => verify(&link, &mut container)?,
+        false => verify(&link, &mut cx.kernel.host()?)?,
+    }
+    check_addresses_and_routes(&mut container, &link, &prev)
 }
 
 /// DEL in upstream's order: IPAM first, then the link (a missing link or netns is done).
