@@ -17,20 +17,16 @@ use super::{Family, Replies, decode_buffer};
 fn seeds() -> Vec<Vec<u8>> {
     let link = Link {
         index: 3,
-        name: "eth0".into(),
-        kind: LinkKind::Veth,
         up: true,
         oper_state: OperState::Up,
         mac: "02:00:00:00:00:01".into(),
         mtu: 1500,
         master: Some(2),
         parent: Some(7),
-        promisc: false,
-        allmulti: false,
         txqlen: 1000,
         alias: "x".into(),
         port: Some(Default::default()),
-        data: crate::rtnl::link::KindData::None,
+        ..Link::named("eth0", LinkKind::Veth)
     };
     let macvlan = Link {
         kind: LinkKind::Macvlan,

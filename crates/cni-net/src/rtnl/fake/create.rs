@@ -217,21 +217,11 @@ pub(super) fn add_device(
         state,
         ns,
         Link {
-            index: 0,
-            name: name.to_string(),
-            kind,
-            up: false,
             oper_state: OperState::Down,
             mac,
             mtu: 1500,
-            master: None,
-            parent: None,
-            promisc: false,
-            allmulti: false,
             txqlen: 1000,
-            alias: String::new(),
-            port: None,
-            data: crate::rtnl::link::KindData::None,
+            ..Link::named(name, kind)
         },
     );
     Ok(())

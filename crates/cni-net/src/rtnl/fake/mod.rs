@@ -21,7 +21,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use super::Family;
 use super::addr::Address;
-use super::link::{Link, LinkKind, OperState};
+use super::link::{Link, LinkKind};
 use super::route::Route;
 use super::rule::Rule;
 use super::tc::{Qdisc, Redirect};
@@ -163,20 +163,10 @@ impl FakeKernel {
         let id = state.namespaces.len() as u32;
         let lo = Link {
             index: 1,
-            name: "lo".into(),
-            kind: LinkKind::Device,
-            up: false,
-            oper_state: OperState::Unknown,
             mac: "00:00:00:00:00:00".into(),
             mtu: 65536,
-            master: None,
-            parent: None,
-            promisc: false,
-            allmulti: false,
             txqlen: 1000,
-            alias: String::new(),
-            port: None,
-            data: crate::rtnl::link::KindData::None,
+            ..Link::named("lo", LinkKind::Device)
         };
         let mut rules = Vec::new();
         for (family, defaults) in [

@@ -1,6 +1,7 @@
 //! The fake kernel answers like the kernel: these are the behaviours plugins rely on.
 
 use super::*;
+use crate::OperState;
 use crate::{
     BridgePort, Handle, KindSpec, LinkChange, LinkSpec, MacvlanMode, Qdisc, QdiscKind, Redirect,
     Route, Scope, Tbf,

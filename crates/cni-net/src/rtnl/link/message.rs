@@ -181,20 +181,10 @@ pub(crate) fn link_from(message: RouteNetlinkMessage) -> Option<Link> {
 pub(crate) fn link_from_message(message: &LinkMessage) -> Link {
     let mut link = Link {
         index: message.header.index,
-        name: String::new(),
-        kind: LinkKind::Device,
         up: message.header.flags.contains(LinkFlags::Up),
-        oper_state: OperState::Unknown,
-        mac: String::new(),
-        mtu: 0,
-        master: None,
-        parent: None,
         promisc: message.header.flags.contains(LinkFlags::Promisc),
         allmulti: message.header.flags.contains(LinkFlags::Allmulti),
-        txqlen: 0,
-        alias: String::new(),
-        port: None,
-        data: KindData::None,
+        ..Link::named("", LinkKind::Device)
     };
     for attribute in &message.attributes {
         match attribute {
@@ -375,20 +365,10 @@ mod tests {
         ] {
             let link = Link {
                 index: 4,
-                name: "x".into(),
-                kind: LinkKind::Vlan,
-                up: false,
-                oper_state: OperState::Down,
-                mac: String::new(),
-                mtu: 1500,
-                master: None,
                 parent: Some(2),
-                promisc: false,
-                allmulti: false,
-                txqlen: 0,
-                alias: String::new(),
-                port: None,
+                mtu: 1500,
                 data,
+                ..Link::named("x", LinkKind::Vlan)
             };
             assert_eq!(link_from_message(&link_message(&link)).data, data);
         }

@@ -150,6 +150,30 @@ pub struct Link {
     pub data: KindData,
 }
 
+impl Link {
+    /// A link with only a name and a kind: index 0, down, state unknown, no MAC,
+    /// MTU 0, nothing else set. Fill in the rest with struct update syntax.
+    pub fn named(name: &str, kind: LinkKind) -> Link {
+        Link {
+            index: 0,
+            name: name.to_string(),
+            kind,
+            up: false,
+            oper_state: OperState::Unknown,
+            mac: String::new(),
+            mtu: 0,
+            master: None,
+            parent: None,
+            promisc: false,
+            allmulti: false,
+            txqlen: 0,
+            alias: String::new(),
+            port: None,
+            data: KindData::None,
+        }
+    }
+}
+
 /// The kind-specific settings of a link that plugins read back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum KindData {
