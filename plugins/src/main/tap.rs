@@ -86,12 +86,17 @@ impl Plugin for Tap {
                     mtu: (mtu != 0).then_some(mtu),
                     mac,
                     master: bridge.map(Some),
-                    up: Some(true),
                     ..Default::default()
                 },
             )
             .context(format!("failed to set up tap {:?}", args.ifname))?;
-        let link = container.require_link(&args.ifname)?;
+        // As the change made it (no second lookup); `finish_add` brings it up.
+        let link = cni_net::Link {
+            mtu: if mtu != 0 { mtu } else { link.mtu },
+            mac: mac.map_or(link.mac, |m| cni_net::format_mac(&m)),
+            master: bridge.or(link.master),
+            ..link
+        };
         let result = finish_add(
             cx,
             args,
