@@ -20,14 +20,14 @@ use super::{
 /// What an ADD of a link in the container works with: the container's namespace
 /// and socket, and the host's socket unless the master lives in the container
 /// (`linkInContainer`).
-pub struct Sides {
-    pub netns: NetNs,
-    pub container: Netlink,
-    pub host: Option<Netlink>,
+struct Sides {
+    netns: NetNs,
+    container: Netlink,
+    host: Option<Netlink>,
 }
 
 impl Sides {
-    pub fn open(kernel: &Kernel, netns: &str, link_in_container: bool) -> Result<Sides, Error> {
+    fn open(kernel: &Kernel, netns: &str, link_in_container: bool) -> Result<Sides, Error> {
         let netns = kernel
             .open_netns(netns)
             .context(format!("failed to open netns {netns:?}"))?;
@@ -44,7 +44,7 @@ impl Sides {
     }
 
     /// The socket where the master is.
-    pub fn master_side(&mut self) -> &mut Netlink {
+    fn master_side(&mut self) -> &mut Netlink {
         self.host.as_mut().unwrap_or(&mut self.container)
     }
 }
@@ -240,7 +240,7 @@ pub fn add_ipam_addresses<'a, C>(
 }
 
 /// Puts `result`'s addresses and routes on `link` (each IP's `interface` becomes 0).
-pub fn configure(
+fn configure(
     cx: &Context,
     netns: &NetNs,
     container: &mut Netlink,
