@@ -334,9 +334,11 @@ impl Plugin for HostDevice {
             let saved_at = saved_at.clone();
             move || forget(&saved_at)
         });
+        // Opened before the move: once the device is in the container, its way back
+        // must not depend on anything that can still fail.
+        let host_ns = kernel.own_netns()?;
         move_link(&mut host, device.index, &netns, &args.ifname, &device.name)
             .context(format!("failed to move {:?} to the container", device.name))?;
-        let host_ns = kernel.own_netns()?;
         rollback.push({
             let (host_ns, original) = (host_ns, device.name.clone());
             let netns = &netns;
