@@ -1,6 +1,6 @@
 //! What the plugins that make one link in the container share (macvlan, ipvlan,
-//! vlan, dummy): finding the master, creating the link there in one request, the L3
-//! (IPAM) or L2 finish, and IPAM-first DEL.
+//! vlan, dummy, tap): finding the master, creating the link there in one request,
+//! the L3 (IPAM) or L2 finish, CHECK, and IPAM-first DEL.
 //!
 //! Upstream creates these links under a temporary `vethXXXXXXXX` name and renames
 //! them inside the container. Here they are created directly in the container's
