@@ -25,6 +25,7 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
         ("ptp", &main::ptp::Ptp),
         ("static", &ipam::static_ipam::Static),
         ("tap", &main::tap::Tap),
+        ("tuning", &meta::tuning::TUNING),
         ("vlan", &main::vlan::Vlan),
     ]
 }

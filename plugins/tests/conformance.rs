@@ -10,7 +10,10 @@ use std::path::Path;
 
 use cni_net::{FakeKernel, KindSpec, LinkSpec};
 use cni_testkit::require_root;
-use common::{ALL_VERSIONS, conformance_on_fake, conformance_on_fake_with, conformance_on_kernel};
+use common::{
+    ALL_VERSIONS, chained_conformance_on_fake, chained_conformance_on_kernel, conformance_on_fake,
+    conformance_on_fake_with, conformance_on_kernel,
+};
 use serde_json::{Value, json};
 
 fn host_local(data_dir: &Path, subnet: &str) -> Value {
@@ -257,4 +260,30 @@ fn portmap_on_the_kernel_with_both_backends() {
             })
         });
     }
+}
+
+/// The main plugin the chained plugins run after: ptp (a veth, which bandwidth
+/// needs; on the fake kernel too).
+fn ptp_main(data_dir: &Path, subnet: &str) -> Value {
+    json!({"type": "ptp", "ipam": host_local(data_dir, subnet)})
+}
+
+fn tuning_conf(data_dir: &Path) -> (Option<Value>, Value) {
+    let tuning = json!({"name": "conftune", "type": "tuning", "dataDir": data_dir.join("tuning"),
+        "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"},
+        "mtu": 1400, "promisc": true, "allmulti": true, "txQLen": 100, "mac": "02:00:00:00:00:21"});
+    (Some(ptp_main(data_dir, "10.78.0.0/24")), tuning)
+}
+
+const CHAINED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+#[test]
+fn tuning_on_the_kernel() {
+    require_root!();
+    chained_conformance_on_kernel("tuning", &CHAINED_VERSIONS, |s| tuning_conf(s.state_dir()));
+}
+
+#[test]
+fn tuning_on_the_fake_kernel() {
+    chained_conformance_on_fake("tuning", &CHAINED_VERSIONS, |_| {}, tuning_conf);
 }

@@ -15,6 +15,7 @@ fn lifecycle() -> Lifecycle {
         versions: VERSIONS.to_vec(),
         ifname: "eth0",
         device_dies_with_netns: false,
+        main: None,
     }
 }
 

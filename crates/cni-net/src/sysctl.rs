@@ -40,9 +40,20 @@ pub(crate) fn read(name: &str) -> Result<String> {
         .map_err(|e| NetError::io(format!("failed to read {path}"), e))
 }
 
+/// Writes the value as it is (no newline, as upstream). A `/proc/sys` mounted
+/// read-only (a runtime that gives the container no network sysctls) is said in
+/// those words rather than as a bare "Read-only file system".
 pub(crate) fn write(name: &str, value: &str) -> Result<()> {
     let path = path(name);
-    std::fs::write(&path, value).map_err(|e| NetError::io(format!("failed to write {path}"), e))
+    std::fs::write(&path, value).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
+            NetError::Other(format!(
+                "cannot set {path}: /proc/sys is mounted read-only in this network namespace's mount context; the runtime must allow network sysctls"
+            ))
+        } else {
+            NetError::io(format!("failed to write {path}"), e)
+        }
+    })
 }
 
 #[cfg(test)]

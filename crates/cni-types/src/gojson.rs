@@ -183,8 +183,110 @@ impl<'de> MapAccess<'de> for GoMap {
     }
 }
 
+/// The keys that occur twice in one object that is the value of a key named `under`
+/// (in any case), anywhere in the JSON `bytes`. Decoding keeps only the last of
+/// them, so a plugin that must refuse duplicates (tuning's `sysctl`, as upstream)
+/// asks the raw text.
+pub fn duplicate_keys_under(bytes: &[u8], under: &str) -> Result<Vec<String>, serde_json::Error> {
+    let found = std::cell::RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    DuplicateWalk {
+        under,
+        inside: false,
+        found: &found,
+    }
+    .deserialize(&mut de)?;
+    Ok(found.into_inner())
+}
+
+/// Visits every value of a JSON document, noting repeated keys of the objects that
+/// are values of an `under` key.
+struct DuplicateWalk<'a> {
+    under: &'a str,
+    inside: bool,
+    found: &'a std::cell::RefCell<Vec<String>>,
+}
+
+impl DuplicateWalk<'_> {
+    fn child(&self, inside: bool) -> Self {
+        DuplicateWalk {
+            under: self.under,
+            inside,
+            found: self.found,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DuplicateWalk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DuplicateWalk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let inside = key.eq_ignore_ascii_case(self.under);
+            if self.inside && !seen.insert(key.clone()) {
+                self.found.borrow_mut().push(key);
+            }
+            map.next_value_seed(self.child(inside))?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self.child(false))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn duplicate_keys_under_a_key_are_found_in_the_raw_text() {
+        let text = br#"{"sysctl": {"a": "1", "b": "2", "a": "3"},
+            "args": {"cni": {"SysCtl": {"x": "1", "x": "2"}}}, "other": {"y": 1, "y": 2}}"#;
+        assert_eq!(
+            super::duplicate_keys_under(text, "sysctl").unwrap(),
+            vec!["a".to_string(), "x".to_string()]
+        );
+        assert!(
+            super::duplicate_keys_under(br#"{"sysctl": {"a": "1"}}"#, "sysctl")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(super::duplicate_keys_under(b"{", "sysctl").is_err());
+    }
     use super::*;
     use serde::Deserialize;
 

@@ -37,6 +37,16 @@ pub trait Target {
         ifname: &str,
         stdin: &str,
     ) -> PluginOutput;
+    /// Runs another plugin of the same installation: the main plugin of a chain.
+    fn call_other(
+        &self,
+        plugin_type: &str,
+        command: &str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        stdin: &str,
+    ) -> PluginOutput;
     /// Everything a plugin could leave behind, one line an object.
     fn state(&self) -> BTreeSet<String>;
 }
@@ -53,6 +63,11 @@ pub struct Lifecycle {
     /// virtual device (a veth standing in for a NIC), which the kernel destroys with
     /// the namespace where a physical NIC would come back to the host.
     pub device_dies_with_netns: bool,
+    /// For a chained (meta) plugin: the configuration of the main plugin that runs
+    /// before it, as in a network config list. ADD runs the main plugin, then this
+    /// one with the main plugin's result as prevResult; DEL runs this one, then the
+    /// main plugin. Its `name` is set to the plugin configuration's.
+    pub main: Option<Value>,
 }
 
 impl Lifecycle {
@@ -82,7 +97,7 @@ impl Lifecycle {
                 &id,
                 &netns,
                 self.ifname,
-                &self.conf_at(version, None),
+                &self.conf_at(version, self.main.as_ref().map(|_| &result)),
             );
             match again.code {
                 0 => {}
@@ -92,21 +107,14 @@ impl Lifecycle {
                 code => panic!("ADD again at {version} exited {code}: {again:?}"),
             }
             for round in ["DEL", "DEL again"] {
-                let out = target.call(
-                    "DEL",
-                    &id,
-                    &netns,
-                    self.ifname,
-                    &self.conf_at(version, Some(&result)),
-                );
-                expect_ok(&out, &format!("{round} at {version}"));
+                let what = format!("{round} at {version}");
+                self.del(target, &id, version, &netns, Some(&result), &what);
             }
             expect_state(target, &baseline, &format!("after ADD/DEL at {version}"));
         }
 
-        let conf = self.conf_at(newest, None);
-        let out = target.call("DEL", "never-added", &netns, self.ifname, &conf);
-        expect_ok(&out, "DEL of an attachment never added");
+        let what = "DEL of an attachment never added";
+        self.del(target, "never-added", newest, &netns, None, what);
         expect_state(
             target,
             &baseline,
@@ -114,10 +122,10 @@ impl Lifecycle {
         );
 
         self.add(target, "empty-netns", newest, &netns);
-        let out = target.call("DEL", "empty-netns", "", self.ifname, &conf);
-        expect_ok(&out, "DEL with an empty CNI_NETNS");
-        let out = target.call("DEL", "empty-netns", &netns, self.ifname, &conf);
-        expect_ok(&out, "DEL after a DEL with an empty CNI_NETNS");
+        let what = "DEL with an empty CNI_NETNS";
+        self.del(target, "empty-netns", newest, "", None, what);
+        let what = "DEL after a DEL with an empty CNI_NETNS";
+        self.del(target, "empty-netns", newest, &netns, None, what);
         expect_state(target, &baseline, "after a DEL with an empty CNI_NETNS");
 
         if self.device_dies_with_netns {
@@ -126,30 +134,78 @@ impl Lifecycle {
         let gone = target.new_netns();
         self.add(target, "netns-gone", newest, &gone);
         target.remove_netns(&gone);
-        let out = target.call("DEL", "netns-gone", &gone, self.ifname, &conf);
-        expect_ok(&out, "DEL after the netns is gone");
+        let what = "DEL after the netns is gone";
+        self.del(target, "netns-gone", newest, &gone, None, what);
         expect_state(target, &baseline, "after a DEL with the netns gone");
     }
 
     fn attach_and_detach(&self, target: &dyn Target, id: &str, version: &str, netns: &str) {
         let result = self.add(target, id, version, netns);
-        let conf = self.conf_at(version, Some(&result));
-        expect_ok(
-            &target.call("DEL", id, netns, self.ifname, &conf),
+        self.del(
+            target,
+            id,
+            version,
+            netns,
+            Some(&result),
             &format!("DEL of {id}"),
         );
     }
 
     fn add(&self, target: &dyn Target, id: &str, version: &str, netns: &str) -> Value {
-        let out = target.call("ADD", id, netns, self.ifname, &self.conf_at(version, None));
-        assert_eq!(out.code, 0, "ADD {id} at {version} failed: {out:?}");
-        let result: Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("ADD {id} at {version}: result {:?}: {e}", out.stdout));
+        let prev = self
+            .main
+            .as_ref()
+            .map(|_| self.main_call(target, "ADD", id, version, netns))
+            .map(|out| parse_result(&out, &format!("main plugin's ADD {id} at {version}")));
+        let conf = self.conf_at(version, prev.as_ref());
+        let out = target.call("ADD", id, netns, self.ifname, &conf);
+        let result = parse_result(&out, &format!("ADD {id} at {version}"));
         assert_eq!(
             result["cniVersion"], version,
             "ADD at {version} printed another version: {result}"
         );
         result
+    }
+
+    /// Runs the main plugin of the chain.
+    fn main_call(
+        &self,
+        target: &dyn Target,
+        command: &str,
+        id: &str,
+        version: &str,
+        netns: &str,
+    ) -> PluginOutput {
+        let mut conf = self.main.clone().unwrap_or_default();
+        conf["cniVersion"] = Value::from(version);
+        conf["name"] = self.conf["name"].clone();
+        let plugin_type = conf["type"].as_str().unwrap_or_default().to_string();
+        target.call_other(
+            &plugin_type,
+            command,
+            id,
+            netns,
+            self.ifname,
+            &conf.to_string(),
+        )
+    }
+
+    /// DEL of the attachment: the plugin, then the chain's main plugin.
+    fn del(
+        &self,
+        target: &dyn Target,
+        id: &str,
+        version: &str,
+        netns: &str,
+        prev: Option<&Value>,
+        what: &str,
+    ) {
+        let out = target.call("DEL", id, netns, self.ifname, &self.conf_at(version, prev));
+        expect_ok(&out, what);
+        if self.main.is_some() {
+            let out = self.main_call(target, "DEL", id, version, netns);
+            expect_ok(&out, &format!("main plugin's {what}"));
+        }
     }
 
     fn conf_at(&self, version: &str, prev: Option<&Value>) -> String {
@@ -169,6 +225,12 @@ impl Lifecycle {
 
 fn at_least(version: &str, minimum: &str) -> bool {
     cni_types::version::greater_than_or_equal(version, minimum).unwrap_or(false)
+}
+
+fn parse_result(out: &PluginOutput, what: &str) -> Value {
+    assert_eq!(out.code, 0, "{what} failed: {out:?}");
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{what}: result {:?}: {e}", out.stdout))
 }
 
 fn expect_ok(out: &PluginOutput, what: &str) {
@@ -235,6 +297,28 @@ impl Target for SandboxTarget<'_> {
             ..Default::default()
         };
         self.sandbox.run_plugin(self.binary, &call, stdin)
+    }
+
+    fn call_other(
+        &self,
+        plugin_type: &str,
+        command: &str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        stdin: &str,
+    ) -> PluginOutput {
+        let binary = self
+            .binary
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(plugin_type);
+        SandboxTarget {
+            sandbox: self.sandbox,
+            binary: &binary,
+            path: self.path.clone(),
+        }
+        .call(command, container_id, netns, ifname, stdin)
     }
 
     fn state(&self) -> BTreeSet<String> {
@@ -337,6 +421,49 @@ impl FakeTarget {
     pub fn state_dir(&self) -> &Path {
         self.state.path()
     }
+
+    /// Runs `plugin` in-process, as `cni_skel::main` would.
+    fn run(
+        &self,
+        plugin: &'static dyn Dispatch,
+        command: &str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        stdin: &str,
+    ) -> PluginOutput {
+        let env = |name: &str| {
+            let value = match name {
+                "CNI_COMMAND" => command,
+                "CNI_CONTAINERID" => container_id,
+                "CNI_NETNS" => netns,
+                "CNI_IFNAME" => ifname,
+                "CNI_PATH" => "/nonexistent",
+                _ => return None,
+            };
+            Some(value.to_string()).filter(|v| !v.is_empty())
+        };
+        let kernel = self.fake.kernel();
+        let invoke = Invoke::table_only(self.table, kernel.clone());
+        let cx = Context {
+            kernel: &kernel,
+            delegate: &invoke,
+        };
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let code = cni_skel::run(
+            plugin,
+            &cx,
+            &env,
+            &mut stdin.as_bytes(),
+            &mut stdout,
+            &mut stderr,
+        );
+        PluginOutput {
+            code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
 }
 
 impl Target for FakeTarget {
@@ -364,37 +491,21 @@ impl Target for FakeTarget {
         ifname: &str,
         stdin: &str,
     ) -> PluginOutput {
-        let env = |name: &str| {
-            let value = match name {
-                "CNI_COMMAND" => command,
-                "CNI_CONTAINERID" => container_id,
-                "CNI_NETNS" => netns,
-                "CNI_IFNAME" => ifname,
-                "CNI_PATH" => "/nonexistent",
-                _ => return None,
-            };
-            Some(value.to_string()).filter(|v| !v.is_empty())
-        };
-        let kernel = self.fake.kernel();
-        let invoke = Invoke::table_only(self.table, kernel.clone());
-        let cx = Context {
-            kernel: &kernel,
-            delegate: &invoke,
-        };
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let code = cni_skel::run(
-            self.plugin,
-            &cx,
-            &env,
-            &mut stdin.as_bytes(),
-            &mut stdout,
-            &mut stderr,
-        );
-        PluginOutput {
-            code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        self.run(self.plugin, command, container_id, netns, ifname, stdin)
+    }
+
+    fn call_other(
+        &self,
+        plugin_type: &str,
+        command: &str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        stdin: &str,
+    ) -> PluginOutput {
+        let plugin = (self.table)(plugin_type)
+            .unwrap_or_else(|| panic!("no plugin {plugin_type:?} in the table"));
+        self.run(plugin, command, container_id, netns, ifname, stdin)
     }
 
     fn state(&self) -> BTreeSet<String> {

@@ -63,35 +63,11 @@ fn saved_path(args: &Request<Conf>) -> PathBuf {
         .join(&args.ifname)
 }
 
-/// Writes `saved` whole or not at all (a temporary file renamed into place).
+/// Writes `saved` whole or not at all.
 fn save(path: &Path, saved: &Saved) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let failed =
-        |e: std::io::Error| Error::internal(format!("failed to save {}: {e}", path.display()));
-    let dir = path
-        .parent()
-        .ok_or_else(|| failed(std::io::ErrorKind::InvalidInput.into()))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(failed)?;
-    let temp = dir.join(".rcni-tmp");
-    let _ = std::fs::remove_file(&temp);
-    let text = serde_json::to_string(saved).map_err(|e| failed(std::io::Error::other(e)))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(crate::pkg::files::O_NOFOLLOW)
-        .open(&temp)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::rename(&temp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            failed(e)
-        })
+    let text = serde_json::to_vec(saved).map_err(|e| Error::internal(e.to_string()))?;
+    crate::pkg::files::write_whole(path, &text)
+        .map_err(|e| Error::internal(format!("failed to save {}: {e}", path.display())))
 }
 
 fn load(path: &Path) -> Option<Saved> {

@@ -2,3 +2,4 @@
 //! (upstream `plugins/meta`).
 
 pub mod portmap;
+pub mod tuning;

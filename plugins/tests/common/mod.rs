@@ -139,6 +139,16 @@ pub fn conformance_on_kernel(
     versions: &[&'static str],
     conf_for: impl Fn(&cni_testkit::Sandbox) -> serde_json::Value,
 ) {
+    chained_conformance_on_kernel(plugin_name, versions, |s| (None, conf_for(s)));
+}
+
+/// The lifecycle of a chained plugin on the kernel: `conf_for` gives the main
+/// plugin's configuration (run first, as in a config list) and the plugin's.
+pub fn chained_conformance_on_kernel(
+    plugin_name: &str,
+    versions: &[&'static str],
+    conf_for: impl Fn(&cni_testkit::Sandbox) -> (Option<serde_json::Value>, serde_json::Value),
+) {
     let sandbox = cni_testkit::Sandbox::new();
     let binary = plugin(plugin_name);
     let target = cni_testkit::conformance::SandboxTarget {
@@ -146,13 +156,15 @@ pub fn conformance_on_kernel(
         binary: &binary,
         path: plugin_dir().display().to_string(),
     };
+    let (main, conf) = conf_for(&sandbox);
     cni_testkit::conformance::Lifecycle {
-        conf: conf_for(&sandbox),
+        conf,
         versions: versions.to_vec(),
         ifname: "eth0",
         // host-device's stand-in NIC is a veth: it dies with the namespace
         // (plugins/tests/host_device.rs covers that DEL on its own).
         device_dies_with_netns: plugin_name == "host-device",
+        main,
     }
     .run(&target);
 }
@@ -174,16 +186,29 @@ pub fn conformance_on_fake_with(
     prepare: impl Fn(&cni_net::FakeKernel),
     conf_for: impl Fn(&Path) -> serde_json::Value,
 ) {
+    chained_conformance_on_fake(plugin_name, versions, prepare, |dir| (None, conf_for(dir)));
+}
+
+/// The lifecycle of a chained plugin on the fake kernel (see
+/// [`chained_conformance_on_kernel`]).
+pub fn chained_conformance_on_fake(
+    plugin_name: &str,
+    versions: &[&'static str],
+    prepare: impl Fn(&cni_net::FakeKernel),
+    conf_for: impl Fn(&Path) -> (Option<serde_json::Value>, serde_json::Value),
+) {
     let plugin = rcni::plugin(plugin_name).expect("plugin in rcni");
     let target = cni_testkit::conformance::FakeTarget::new(plugin, rcni::plugin);
     prepare(&target.fake);
+    let (main, conf) = conf_for(target.state_dir());
     cni_testkit::conformance::Lifecycle {
-        conf: conf_for(target.state_dir()),
+        conf,
         versions: versions.to_vec(),
         ifname: "eth0",
         // host-device's stand-in NIC is a veth: it dies with the namespace
         // (plugins/tests/host_device.rs covers that DEL on its own).
         device_dies_with_netns: plugin_name == "host-device",
+        main,
     }
     .run(&target);
 }
