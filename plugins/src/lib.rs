@@ -16,6 +16,7 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
     vec![
         ("bridge", &main::bridge::Bridge),
         ("dummy", &main::dummy::Dummy),
+        ("firewall", &meta::firewall::Firewall),
         ("host-device", &main::host_device::HostDevice),
         ("host-local", &ipam::host_local::HostLocal),
         ("ipvlan", &main::ipvlan::Ipvlan),

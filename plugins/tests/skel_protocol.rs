@@ -374,6 +374,7 @@ fn rcni_lists_and_installs_its_plugins() {
     let plugins = [
         "bridge",
         "dummy",
+        "firewall",
         "host-device",
         "host-local",
         "ipvlan",
@@ -383,6 +384,7 @@ fn rcni_lists_and_installs_its_plugins() {
         "ptp",
         "static",
         "tap",
+        "tuning",
         "vlan",
     ];
     assert_eq!(installed_names(), plugins, "only plugins are installed");

@@ -31,7 +31,7 @@ pub use rtnl::addr::Address;
 pub use rtnl::fake::FakeKernel;
 pub use rtnl::link::{
     BridgePort, IpvlanMode, KindData, KindSpec, Link, LinkChange, LinkKind, LinkSpec, MacvlanMode,
-    OperState, format_mac, parse_mac,
+    OperState, check_name, format_mac, parse_mac,
 };
 pub use rtnl::route::{Route, Scope};
 pub use rtnl::rule::Rule;

@@ -1,5 +1,6 @@
 //! Chained plugins that adjust what an interface-creating plugin set up
 //! (upstream `plugins/meta`).
 
+pub mod firewall;
 pub mod portmap;
 pub mod tuning;

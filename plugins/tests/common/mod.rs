@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 #[allow(unused_imports)]
 pub use cni_testkit::query::{
-    addresses, error_of, host_cmd, ip_json, iptables_nat, links, nft_ruleset, reservations,
+    addresses, error_of, host_cmd, ip_json, iptables_nat, iptables_table, links, nft_ruleset,
+    reservations,
 };
 
 /// A directory where `rcni install` put the plugins (done once per test binary). It

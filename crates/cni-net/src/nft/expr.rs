@@ -6,6 +6,7 @@ use super::wire::{Attrs, be_u32, find, string, walk};
 
 /// `meta` keys.
 pub const META_IIFNAME: u32 = 6;
+pub const META_OIFNAME: u32 = 7;
 pub const META_NFPROTO: u32 = 15;
 pub const META_L4PROTO: u32 = 16;
 
@@ -13,6 +14,11 @@ pub const META_L4PROTO: u32 = 16;
 pub const LINK_HEADER: u32 = 0;
 pub const NETWORK_HEADER: u32 = 1;
 pub const TRANSPORT_HEADER: u32 = 2;
+
+/// `ct` key of the connection state (`ct state`), and its bits (host order).
+pub const CT_STATE: u32 = 0;
+pub const CT_STATE_ESTABLISHED: u32 = 1 << 1;
+pub const CT_STATE_RELATED: u32 = 1 << 2;
 
 /// `fib` result and flag used by `fib daddr type`.
 pub const FIB_RESULT_ADDRTYPE: u32 = 3;
@@ -83,6 +89,11 @@ pub enum Expr {
     Fib {
         result: u32,
         flags: u32,
+        dreg: u32,
+    },
+    /// `ct` load of a conntrack key.
+    Ct {
+        key: u32,
         dreg: u32,
     },
     /// An expression we do not write (a counter, a lookup, ...): by name.
@@ -193,6 +204,10 @@ impl Expr {
                 a.u32(1, *dreg).u32(2, *result).u32(3, *flags);
                 "fib"
             }
+            Expr::Ct { key, dreg } => {
+                a.u32(2, *key).u32(1, *dreg);
+                "ct"
+            }
             Expr::Other(_) => return ("counter", None),
         };
         (name, Some(a))
@@ -247,6 +262,10 @@ impl Expr {
                 dreg: u(1).unwrap_or_default(),
                 result: u(2).unwrap_or_default(),
                 flags: u(3).unwrap_or_default(),
+            }),
+            "ct" => Some(Expr::Ct {
+                key: u(2).unwrap_or_default(),
+                dreg: u(1).unwrap_or_default(),
             }),
             _ => None,
         };

@@ -8,8 +8,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::expr::{
-    Expr, FIB_F_DADDR, FIB_RESULT_ADDRTYPE, LINK_HEADER, META_IIFNAME, META_L4PROTO, META_NFPROTO,
-    NETWORK_HEADER, NatKind, REG1, REG2, RTN_LOCAL, TRANSPORT_HEADER, Verdict,
+    CT_STATE, CT_STATE_ESTABLISHED, CT_STATE_RELATED, Expr, FIB_F_DADDR, FIB_RESULT_ADDRTYPE,
+    LINK_HEADER, META_IIFNAME, META_L4PROTO, META_NFPROTO, META_OIFNAME, NETWORK_HEADER, NatKind,
+    REG1, REG2, RTN_LOCAL, TRANSPORT_HEADER, Verdict,
 };
 
 const NFPROTO_IPV4: u8 = 2;
@@ -122,18 +123,49 @@ pub fn dport(protocol: u8, port: u16) -> Vec<Expr> {
 
 /// `iifname "NAME"`.
 pub fn iifname(name: &str) -> Vec<Expr> {
+    ifname(META_IIFNAME, name, true)
+}
+
+/// `iifname|oifname [!=] "NAME"`: `output` picks `oifname`.
+pub fn interface(output: bool, name: &str, equal: bool) -> Vec<Expr> {
+    ifname(
+        if output { META_OIFNAME } else { META_IIFNAME },
+        name,
+        equal,
+    )
+}
+
+fn ifname(key: u32, name: &str, equal: bool) -> Vec<Expr> {
     let mut data = vec![0u8; 16];
     let len = name.len().min(16);
     data[..len].copy_from_slice(&name.as_bytes()[..len]);
     vec![
-        Expr::Meta {
-            key: META_IIFNAME,
-            dreg: REG1,
-        },
+        Expr::Meta { key, dreg: REG1 },
         Expr::Cmp {
-            equal: true,
+            equal,
             sreg: REG1,
             data,
+        },
+    ]
+}
+
+/// `ct state established,related`.
+pub fn ct_established_or_related() -> Vec<Expr> {
+    let bits = CT_STATE_ESTABLISHED | CT_STATE_RELATED;
+    vec![
+        Expr::Ct {
+            key: CT_STATE,
+            dreg: REG1,
+        },
+        Expr::Bitwise {
+            reg: REG1,
+            mask: bits.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp {
+            equal: false,
+            sreg: REG1,
+            data: vec![0; 4],
         },
     ]
 }

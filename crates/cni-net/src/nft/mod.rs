@@ -57,6 +57,7 @@ impl Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Prerouting,
+    Forward,
     Output,
     Postrouting,
 }
@@ -65,6 +66,7 @@ impl Hook {
     fn number(self) -> u32 {
         match self {
             Hook::Prerouting => 0,
+            Hook::Forward => 2,
             Hook::Output => 3,
             Hook::Postrouting => 4,
         }
