@@ -120,7 +120,7 @@ fn isolation_rules(isolation: &Isolation) -> Vec<Needed> {
 
 fn listed(listing: &[String], chain: &str, spec: &str) -> bool {
     let line = format!("-A {chain} {spec}");
-    listing.iter().any(|l| *l == line)
+    listing.contains(&line)
 }
 
 /// Writes what is missing of `setup` in family `v6`, in one restore.
