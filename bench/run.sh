@@ -54,6 +54,11 @@ if [[ ${1:-} == __inner ]]; then
       pm) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-c-$n\",\"type\":\"portmap\",\"runtimeConfig\":{\"portMappings\":[{\"hostPort\":${p}080,\"containerPort\":80,\"protocol\":\"tcp\"}]}}" ;;
       brcn) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-cn-$n\",\"type\":\"bridge\",\"bridge\":\"rbd$n\",\"isGateway\":true,\"ipMasq\":true,\"ipMasqBackend\":\"nftables\",${ipam/10.$s./10.$((s + 7)).}}" ;;
       pmn) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-cn-$n\",\"type\":\"portmap\",\"backend\":\"nftables\",\"dataDir\":\"$W/portmap\",\"runtimeConfig\":{\"portMappings\":[{\"hostPort\":${p}081,\"containerPort\":80,\"protocol\":\"tcp\"}]}}" ;;
+      # podman's default network (bridge, portmap, firewall, tuning) at its cniVersion.
+      pbr) echo "{\"cniVersion\":\"0.4.0\",\"name\":\"rb-p-$n\",\"type\":\"bridge\",\"bridge\":\"rbpod$n\",\"isGateway\":true,\"ipMasq\":true,\"hairpinMode\":true,\"ipam\":{\"type\":\"host-local\",\"routes\":[{\"dst\":\"0.0.0.0/0\"}],\"ranges\":[[{\"subnet\":\"10.$((s + 10)).0.0/16\"}]],\"dataDir\":\"$W/ipam\"}}" ;;
+      ppm) echo "{\"cniVersion\":\"0.4.0\",\"name\":\"rb-p-$n\",\"type\":\"portmap\",\"runtimeConfig\":{\"portMappings\":[{\"hostPort\":${p}082,\"containerPort\":80,\"protocol\":\"tcp\"}]}}" ;;
+      pfw) echo "{\"cniVersion\":\"0.4.0\",\"name\":\"rb-p-$n\",\"type\":\"firewall\",\"dataDir\":\"$W/firewall\"}" ;;
+      ptu) echo "{\"cniVersion\":\"0.4.0\",\"name\":\"rb-p-$n\",\"type\":\"tuning\"}" ;;
       par) echo "{\"cniVersion\":\"1.0.0\",\"name\":\"rb-par-$n\",\"type\":\"bridge\",\"bridge\":\"rbp$n\",\"isGateway\":true,\"ipMasq\":true,${ipam/10.$s./10.$((s + 8)).}}" ;;
     esac
   }
@@ -131,6 +136,7 @@ if [[ ${1:-} == __inner ]]; then
     "m-macvlan eth0 mv"
     "c-bridge-portmap-iptables eth0 brc pm"
     "cn-bridge-portmap-nftables eth0 brcn pmn"
+    "p-podman-chain eth0 pbr ppm pfw ptu"
   )
   go_has() { [[ $1 != bn-* && $1 != cn-* ]]; }   # no nftables backends in Go v1.1.1
 
