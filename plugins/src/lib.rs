@@ -14,6 +14,7 @@ use cni_skel::Dispatch;
 /// Every plugin in this binary, by the name it is installed under.
 pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
     vec![
+        ("bandwidth", &meta::bandwidth::Bandwidth),
         ("bridge", &main::bridge::Bridge),
         ("dummy", &main::dummy::Dummy),
         ("firewall", &meta::firewall::Firewall),

@@ -287,3 +287,23 @@ fn tuning_on_the_kernel() {
 fn tuning_on_the_fake_kernel() {
     chained_conformance_on_fake("tuning", &CHAINED_VERSIONS, |_| {}, tuning_conf);
 }
+
+fn bandwidth_conf(data_dir: &Path) -> (Option<Value>, Value) {
+    let bandwidth = json!({"name": "confbw", "type": "bandwidth",
+        "ingressRate": 8_000_000, "ingressBurst": 80_000,
+        "egressRate": 16_000_000, "egressBurst": 160_000});
+    (Some(ptp_main(data_dir, "10.85.0.0/24")), bandwidth)
+}
+
+#[test]
+fn bandwidth_on_the_kernel() {
+    require_root!();
+    chained_conformance_on_kernel("bandwidth", &CHAINED_VERSIONS, |s| {
+        bandwidth_conf(s.state_dir())
+    });
+}
+
+#[test]
+fn bandwidth_on_the_fake_kernel() {
+    chained_conformance_on_fake("bandwidth", &CHAINED_VERSIONS, |_| {}, bandwidth_conf);
+}

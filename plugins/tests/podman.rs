@@ -107,10 +107,8 @@ fn fetch(sandbox: &Sandbox, to: &str) -> Result<String, String> {
     sandbox
         .host
         .run(|| -> std::io::Result<String> {
-            let mut stream = TcpStream::connect_timeout(
-                &to.parse().expect("address"),
-                Duration::from_secs(2),
-            )?;
+            let mut stream =
+                TcpStream::connect_timeout(&to.parse().expect("address"), Duration::from_secs(2))?;
             stream.set_read_timeout(Some(Duration::from_secs(2)))?;
             let mut answer = String::new();
             stream.read_to_string(&mut answer)?;
@@ -196,5 +194,10 @@ fn podmans_default_network_runs_on_rcni_alone() {
 #[test]
 fn a_network_from_podman_network_create_runs_on_rcni_alone() {
     require_root!();
-    run_network(podman_network_create(), "cni-podman1", "10.89.0.1", "10.89.0.");
+    run_network(
+        podman_network_create(),
+        "cni-podman1",
+        "10.89.0.1",
+        "10.89.0.",
+    );
 }

@@ -372,6 +372,7 @@ fn rcni_lists_and_installs_its_plugins() {
         names
     };
     let plugins = [
+        "bandwidth",
         "bridge",
         "dummy",
         "firewall",

@@ -106,6 +106,19 @@ impl Kernel {
         }
     }
 
+    /// Scheduler ticks per microsecond (`/proc/net/psched`), for tbf's `buffer`; the
+    /// fake kernel has this machine's usual clock.
+    pub fn tc_ticks_per_usec(&self) -> Result<f64> {
+        match &self.fake {
+            Some(_) => Ok(15.625),
+            None => {
+                let text = std::fs::read_to_string("/proc/net/psched")
+                    .map_err(|e| NetError::io("failed to read /proc/net/psched", e))?;
+                crate::rtnl::tc::ticks_per_usec(&text)
+            }
+        }
+    }
+
     /// Firewall work (iptables, nftables) is only possible on the real kernel: a
     /// plugin running against the fake must never reach the machine's own firewall.
     pub fn require_firewall(&self) -> Result<()> {

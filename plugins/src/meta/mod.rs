@@ -1,6 +1,7 @@
 //! Chained plugins that adjust what an interface-creating plugin set up
 //! (upstream `plugins/meta`).
 
+pub mod bandwidth;
 pub mod firewall;
 pub mod portmap;
 pub mod tuning;

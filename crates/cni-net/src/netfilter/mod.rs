@@ -75,12 +75,19 @@ pub fn sha512_hex(text: &str) -> String {
 /// Upstream's iptables chain name for a (network, container): `<prefix>` followed by
 /// the SHA-512 of `name + id`, cut to iptables' 28 characters.
 pub fn chain_name(prefix: &str, network: &str, container_id: &str) -> String {
-    let mut chain = format!(
+    hashed_name(prefix, network, container_id, 28)
+}
+
+/// Upstream's `FormatHashWithPrefix`: `prefix` and the SHA-512 of
+/// `network + container_id`, cut to `max` characters (28 for an iptables chain, 15
+/// for bandwidth's ifb device).
+pub fn hashed_name(prefix: &str, network: &str, container_id: &str, max: usize) -> String {
+    let mut name = format!(
         "{prefix}{}",
         sha512_hex(&format!("{network}{container_id}"))
     );
-    chain.truncate(28);
-    chain
+    name.truncate(max);
+    name
 }
 
 /// Runs `program args`, feeding `stdin`; returns stdout, or an error with stderr.

@@ -90,6 +90,32 @@ pub struct Redirect {
     pub to: u32,
 }
 
+/// Scheduler ticks per microsecond, from `/proc/net/psched`'s four hex numbers
+/// (ticks-to-µs, µs-to-ticks, clock resolution, HZ), computed as `tc` and
+/// upstream's netlink library compute it: tbf's `buffer` is a time in ticks.
+pub fn ticks_per_usec(psched: &str) -> Result<f64> {
+    let numbers: Vec<u64> = psched
+        .split_whitespace()
+        .take(4)
+        .map(|n| u64::from_str_radix(n, 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| NetError::Invalid(format!("/proc/net/psched {psched:?}: {e}")))?;
+    let [mut t2us, us2t, resolution, _hz] = numbers[..] else {
+        return Err(NetError::Invalid(format!(
+            "/proc/net/psched {psched:?}: want four numbers"
+        )));
+    };
+    if us2t == 0 {
+        return Err(NetError::Invalid(format!("/proc/net/psched {psched:?}")));
+    }
+    // Old kernels report a 1 GHz clock with ticks in ns.
+    if resolution == 1_000_000_000 {
+        t2us = us2t;
+    }
+    let clock_factor = resolution as f64 / 1_000_000.0;
+    Ok(t2us as f64 / us2t as f64 * clock_factor)
+}
+
 const ETH_P_ALL: u16 = 0x0003;
 const TCA_TBF_PARMS: u16 = 1;
 const TCA_TBF_RATE64: u16 = 4;
@@ -337,6 +363,14 @@ pub(crate) fn redirect_target(message: &TcMessage) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn psched_gives_upstreams_ticks_per_microsecond() {
+        let ticks = super::ticks_per_usec("000003e8 00000040 000f4240 3b9aca00\n").unwrap();
+        assert_eq!(ticks, 15.625);
+        assert!(super::ticks_per_usec("0 0 0 0").is_err());
+        assert!(super::ticks_per_usec("zz").is_err());
+    }
     use super::*;
 
     #[test]

@@ -276,13 +276,17 @@ fn new_redirect(state: &mut State, ns: u32, m: &TcMessage) -> Answer {
     let to = redirect_target(m).ok_or(EOPNOTSUPP)?;
     get(state, ns, to).ok_or(ENODEV)?;
     let n = state.ns_mut(ns).ok_or(EINVAL)?;
-    if !n
+    // As the kernel: the qdisc whose handle has the parent's major number (`ffff:`,
+    // `ffff:fff1` and `ffff:fff2` all name an ingress or clsact qdisc).
+    let Some(qdisc) = n
         .qdiscs
         .iter()
-        .any(|q| q.index == index && q.parent == parent)
-    {
+        .find(|q| q.index == index && q.handle.major == parent.major)
+    else {
         return Err(ENOENT);
-    }
+    };
+    // Its filters go when it goes, whatever parent they were added with.
+    let parent = qdisc.parent;
     n.redirects.push(Redirect { index, parent, to });
     Ok(vec![])
 }

@@ -281,11 +281,11 @@ fn rules_qdiscs_and_redirects_keep_state() {
     assert!(host.add_redirect(&redirect).is_err(), "no qdisc yet");
     host.add_qdisc(&ingress).unwrap();
     assert!(host.add_qdisc(&ingress).unwrap_err().already_exists());
+    host.add_redirect(&redirect).unwrap();
     let redirect = Redirect {
         parent: Handle::INGRESS,
         ..redirect
     };
-    host.add_redirect(&redirect).unwrap();
     let tbf = Qdisc {
         index: ifb.index,
         handle: Handle::new(1, 0),
