@@ -25,6 +25,7 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
         ("macvlan", &main::macvlan::Macvlan),
         ("portmap", &meta::portmap::Portmap),
         ("ptp", &main::ptp::Ptp),
+        ("sbr", &meta::sbr::Sbr),
         ("static", &ipam::static_ipam::Static),
         ("tap", &main::tap::Tap),
         ("tuning", &meta::tuning::TUNING),

@@ -307,3 +307,19 @@ fn bandwidth_on_the_kernel() {
 fn bandwidth_on_the_fake_kernel() {
     chained_conformance_on_fake("bandwidth", &CHAINED_VERSIONS, |_| {}, bandwidth_conf);
 }
+
+fn sbr_conf(data_dir: &Path) -> (Option<Value>, Value) {
+    let sbr = json!({"name": "confsbr", "type": "sbr", "addSourceHints": true});
+    (Some(ptp_main(data_dir, "10.92.0.0/24")), sbr)
+}
+
+#[test]
+fn sbr_on_the_kernel() {
+    require_root!();
+    chained_conformance_on_kernel("sbr", &CHAINED_VERSIONS, |s| sbr_conf(s.state_dir()));
+}
+
+#[test]
+fn sbr_on_the_fake_kernel() {
+    chained_conformance_on_fake("sbr", &CHAINED_VERSIONS, |_| {}, sbr_conf);
+}

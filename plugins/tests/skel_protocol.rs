@@ -383,6 +383,7 @@ fn rcni_lists_and_installs_its_plugins() {
         "macvlan",
         "portmap",
         "ptp",
+        "sbr",
         "static",
         "tap",
         "tuning",

@@ -106,6 +106,24 @@ impl Kernel {
         }
     }
 
+    /// An exclusive lock on the namespace file at `path`, held until the file is
+    /// dropped (upstream sbr serialises its calls on it). `None` when there is no such
+    /// file: unlike upstream, nothing is created at a missing path. The fake kernel's
+    /// namespaces are not files: `None`.
+    pub fn lock_netns(&self, path: &str) -> Result<Option<std::fs::File>> {
+        if self.fake.is_some() {
+            return Ok(None);
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(NetError::io(format!("failed to open {path} to lock it"), e)),
+        };
+        file.lock()
+            .map_err(|e| NetError::io(format!("failed to lock {path}"), e))?;
+        Ok(Some(file))
+    }
+
     /// Scheduler ticks per microsecond (`/proc/net/psched`), for tbf's `buffer`; the
     /// fake kernel has this machine's usual clock.
     pub fn tc_ticks_per_usec(&self) -> Result<f64> {

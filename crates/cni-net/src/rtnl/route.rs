@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -103,6 +103,12 @@ impl Netlink {
     /// `RouteAddEcmp`: a second gateway for one destination is accepted).
     pub fn append_route(&mut self, route: &Route) -> Result<()> {
         self.send_route(route, NLM_F_CREATE | NLM_F_APPEND, false)
+    }
+
+    /// Adds `route`, or replaces the route to the same destination in its table
+    /// (`ip route replace`).
+    pub fn replace_route(&mut self, route: &Route) -> Result<()> {
+        self.send_route(route, NLM_F_CREATE | NLM_F_REPLACE, false)
     }
 
     /// Deletes `route`, whatever its origin (the kernel's connected routes too).

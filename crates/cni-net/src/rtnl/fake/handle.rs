@@ -1,7 +1,7 @@
 //! How the fake kernel answers each request, following the kernel's rules: the
 //! dispatch, and addresses, routes, rules, qdiscs and filters (links: `links.rs`).
 
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::TcMessage;
@@ -265,6 +265,9 @@ fn new_route(
     }
     if flags & NLM_F_APPEND != 0 && n.routes.contains(&route) {
         return Err(EEXIST);
+    }
+    if flags & NLM_F_REPLACE != 0 {
+        n.routes.retain(|r| !same(r));
     }
     n.routes.push(route);
     Ok(vec![])
