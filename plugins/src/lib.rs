@@ -30,6 +30,7 @@ pub fn plugins() -> Vec<(&'static str, &'static dyn Dispatch)> {
         ("tap", &main::tap::Tap),
         ("tuning", &meta::tuning::TUNING),
         ("vlan", &main::vlan::Vlan),
+        ("vrf", &meta::vrf::Vrf),
     ]
 }
 

@@ -323,3 +323,27 @@ fn sbr_on_the_kernel() {
 fn sbr_on_the_fake_kernel() {
     chained_conformance_on_fake("sbr", &CHAINED_VERSIONS, |_| {}, sbr_conf);
 }
+
+fn vrf_conf(data_dir: &Path) -> (Option<Value>, Value) {
+    let vrf = json!({"name": "confvrf", "type": "vrf", "vrfname": "blue"});
+    let mut main = ptp_main(data_dir, "10.93.0.0/24");
+    main["ipam"]["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+    (Some(main), vrf)
+}
+
+#[test]
+fn vrf_on_the_kernel_if_it_has_vrf() {
+    require_root!();
+    let sandbox = cni_testkit::Sandbox::new();
+    if let Some(reason) = sandbox.kernel_lacks("vrf", None, &["table", "10"]) {
+        eprintln!("skipped vrf on the kernel: {reason}; the fake kernel covers it");
+        return;
+    }
+    drop(sandbox);
+    chained_conformance_on_kernel("vrf", &CHAINED_VERSIONS[1..], |s| vrf_conf(s.state_dir()));
+}
+
+#[test]
+fn vrf_on_the_fake_kernel() {
+    chained_conformance_on_fake("vrf", &CHAINED_VERSIONS[1..], |_| {}, vrf_conf);
+}

@@ -296,7 +296,7 @@ proptest! {
 
     #[test]
     fn every_plugin_answers_any_config_with_a_result_or_an_error(
-        plugin in prop::sample::select(vec!["bridge", "ptp", "loopback", "host-local", "static", "portmap", "macvlan", "ipvlan", "vlan", "dummy", "tap", "host-device", "tuning", "firewall", "bandwidth", "sbr"]),
+        plugin in prop::sample::select(vec!["bridge", "ptp", "loopback", "host-local", "static", "portmap", "macvlan", "ipvlan", "vlan", "dummy", "tap", "host-device", "tuning", "firewall", "bandwidth", "sbr", "vrf"]),
         body in prop_oneof![3 => typed_body(), 1 => doc()],
         ipam in typed_ipam(),
         version in prop_oneof![8 => Just("1.1.0"), 1 => Just("0.3.1"), 1 => Just("9.9.9")],

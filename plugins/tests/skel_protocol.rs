@@ -388,6 +388,7 @@ fn rcni_lists_and_installs_its_plugins() {
         "tap",
         "tuning",
         "vlan",
+        "vrf",
     ];
     assert_eq!(installed_names(), plugins, "only plugins are installed");
     // Installing again replaces the links in place.

@@ -33,7 +33,7 @@ pub use rtnl::link::{
     BridgePort, IpvlanMode, KindData, KindSpec, Link, LinkChange, LinkKind, LinkSpec, MacvlanMode,
     OperState, check_name, format_mac, parse_mac,
 };
-pub use rtnl::route::{Route, Scope};
+pub use rtnl::route::{NextHop, Route, Scope};
 pub use rtnl::rule::Rule;
 pub use rtnl::tc::{Handle, Qdisc, QdiscKind, Redirect, Tbf};
 pub use rtnl::{Family, Netlink};

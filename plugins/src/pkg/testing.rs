@@ -45,12 +45,25 @@ pub fn run(
     netns: &str,
     conf: &str,
 ) -> (i32, String) {
+    run_for(plugin, kernel, ipam, command, netns, "eth0", conf)
+}
+
+/// [`run`] for the interface `ifname`.
+pub fn run_for(
+    plugin: &dyn Dispatch,
+    kernel: &Kernel,
+    ipam: &FakeIpam,
+    command: &str,
+    netns: &str,
+    ifname: &str,
+    conf: &str,
+) -> (i32, String) {
     let env = |name: &str| {
         Some(match name {
             "CNI_COMMAND" => command.to_string(),
             "CNI_CONTAINERID" => "ctr-1".into(),
             "CNI_NETNS" => netns.to_string(),
-            "CNI_IFNAME" => "eth0".into(),
+            "CNI_IFNAME" => ifname.to_string(),
             "CNI_PATH" => "/nonexistent".into(),
             _ => return None,
         })

@@ -6,7 +6,8 @@ use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
+    RouteScope, RouteType,
 };
 
 use super::Family;
@@ -66,6 +67,16 @@ pub struct Route {
     pub scope: Scope,
     /// Made by the kernel for an address (`proto kernel`), not by a plugin.
     pub kernel: bool,
+    /// The next hops of a multipath (ECMP) route, which has no `gw` or `oif` of
+    /// its own; empty for a single-path route.
+    pub nexthops: Vec<NextHop>,
+}
+
+/// One next hop of a multipath route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    pub gw: Option<IpAddr>,
+    pub oif: u32,
 }
 
 impl Route {
@@ -80,7 +91,13 @@ impl Route {
             metric: 0,
             scope: Scope::Universe,
             kernel: false,
+            nexthops: Vec::new(),
         }
+    }
+
+    /// Whether the route leaves by link `index` (itself, or one of its next hops).
+    pub fn uses_link(&self, index: u32) -> bool {
+        self.oif == Some(index) || self.nexthops.iter().any(|h| h.oif == index)
     }
 
     /// The table this route lives in, main for 0.
@@ -204,6 +221,22 @@ pub(crate) fn route_message(route: &Route) -> RouteMessage {
     if route.metric > 0 {
         attributes.push(RouteAttribute::Priority(route.metric));
     }
+    if !route.nexthops.is_empty() {
+        let hops = route
+            .nexthops
+            .iter()
+            .map(|hop| {
+                let mut next = RouteNextHop::default();
+                next.interface_index = hop.oif;
+                if let Some(gw) = hop.gw {
+                    next.attributes
+                        .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+                }
+                next
+            })
+            .collect();
+        attributes.push(RouteAttribute::MultiPath(hops));
+    }
     message
 }
 
@@ -240,6 +273,7 @@ pub(crate) fn route_from_message(message: &RouteMessage) -> Option<Route> {
         metric: 0,
         scope: Scope::from_number(u8::from(message.header.scope)),
         kernel: message.header.protocol == RouteProtocol::Kernel,
+        nexthops: Vec::new(),
     };
     for attribute in &message.attributes {
         match attribute {
@@ -249,6 +283,18 @@ pub(crate) fn route_from_message(message: &RouteMessage) -> Option<Route> {
             RouteAttribute::Oif(index) => route.oif = Some(*index),
             RouteAttribute::Table(table) => route.table = *table,
             RouteAttribute::Priority(metric) => route.metric = *metric,
+            RouteAttribute::MultiPath(hops) => {
+                route.nexthops = hops
+                    .iter()
+                    .map(|hop| NextHop {
+                        oif: hop.interface_index,
+                        gw: hop.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(a) => ip(a),
+                            _ => None,
+                        }),
+                    })
+                    .collect();
+            }
             _ => {}
         }
     }

@@ -75,6 +75,11 @@ pub(super) fn set_master(state: &mut State, ns: u32, index: u32, master: Option<
     let is_bridge = master
         .and_then(|m| get(state, ns, m))
         .is_some_and(|m| m.kind == LinkKind::Bridge);
+    let is_vrf = |m: Option<u32>| {
+        m.and_then(|m| get(state, ns, m))
+            .is_some_and(|m| m.kind == LinkKind::Vrf)
+    };
+    let vrf_change = is_vrf(master) || is_vrf(get(state, ns, index).and_then(|l| l.master));
     if let Some(n) = state.ns_mut(ns)
         && let Some(l) = n.links.iter_mut().find(|l| l.index == index)
     {
@@ -85,6 +90,9 @@ pub(super) fn set_master(state: &mut State, ns: u32, index: u32, master: Option<
         } else {
             // A new bridge port gets the default VLAN 1 as untagged PVID.
             n.vlans.entry(index).or_default().insert(1, (true, true));
+        }
+        if vrf_change {
+            cycle_into_table(n, index);
         }
     }
 }
@@ -259,6 +267,37 @@ pub(super) fn link_went_up(state: &mut State, ns: u32, index: u32) {
     }
 }
 
+/// The routing table of link `index`'s routes: its VRF's, or main.
+fn table_of(n: &super::Namespace, index: u32) -> u32 {
+    let master = n
+        .links
+        .iter()
+        .find(|l| l.index == index)
+        .and_then(|l| l.master);
+    n.links
+        .iter()
+        .find(|l| Some(l.index) == master)
+        .and_then(|m| match m.data {
+            crate::rtnl::link::KindData::Vrf(table) => Some(table),
+            _ => None,
+        })
+        .unwrap_or(super::super::route::TABLE_MAIN)
+}
+
+/// What the kernel does to a link that joins or leaves a VRF: it cycles the link
+/// down and up, which drops its IPv6 addresses and every route through it but the
+/// IPv4 connected ones, and those now live in the VRF's table (or main again).
+fn cycle_into_table(n: &mut super::Namespace, index: u32) {
+    n.addresses
+        .retain(|a| !(a.index == index && a.address.addr().is_ipv6()));
+    n.routes
+        .retain(|r| !r.uses_link(index) || (r.kernel && r.dst.addr().is_ipv4()));
+    let table = table_of(n, index);
+    for route in n.routes.iter_mut().filter(|r| r.oif == Some(index)) {
+        route.table = table;
+    }
+}
+
 pub(super) fn add_connected_route(n: &mut super::Namespace, a: &Address) {
     let v4 = a.address.addr().is_ipv4();
     let host_len = if v4 { 32 } else { 128 };
@@ -270,10 +309,11 @@ pub(super) fn add_connected_route(n: &mut super::Namespace, a: &Address) {
         gw: None,
         oif: Some(a.index),
         src: v4.then(|| a.address.addr()),
-        table: super::super::route::TABLE_MAIN,
+        table: table_of(n, a.index),
         metric: if v4 { 0 } else { 256 },
         scope: if v4 { Scope::Link } else { Scope::Universe },
         kernel: true,
+        nexthops: Vec::new(),
     };
     if !n.routes.contains(&route) {
         n.routes.push(route);

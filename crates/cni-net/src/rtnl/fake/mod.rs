@@ -327,8 +327,15 @@ impl FakeKernel {
                 .iter()
                 .map(|l| format!("{:?}", links::reported(&state, id as u32, l)))
                 .collect();
-            items.extend(ns.addresses.iter().map(|a| format!("{a:?}")));
-            items.extend(ns.routes.iter().map(|r| format!("{r:?}")));
+            // Addresses as the kernel dumps them: by link, in each link's order.
+            let mut addresses: Vec<&Address> = ns.addresses.iter().collect();
+            addresses.sort_by_key(|a| a.index);
+            items.extend(addresses.iter().map(|a| format!("{a:?}")));
+            // Route order means nothing (the kernel dumps by table and prefix): a
+            // route put back is the same state.
+            let mut routes: Vec<String> = ns.routes.iter().map(|r| format!("{r:?}")).collect();
+            routes.sort();
+            items.extend(routes);
             items.extend(ns.rules.iter().map(|r| format!("{r:?}")));
             items.extend(ns.qdiscs.iter().map(|q| format!("{q:?}")));
             items.extend(ns.redirects.iter().map(|r| format!("{r:?}")));

@@ -242,6 +242,14 @@ fn read_link_info(link: &mut Link, infos: &[LinkInfo]) {
                     link.data = KindData::Vlan(id);
                 }
             }
+            LinkInfo::Data(InfoData::Vrf(attributes)) => {
+                if let Some(table) = attributes.iter().find_map(|a| match a {
+                    InfoVrf::TableId(table) => Some(*table),
+                    _ => None,
+                }) {
+                    link.data = KindData::Vrf(table);
+                }
+            }
             _ => {}
         }
     }
@@ -295,6 +303,9 @@ pub(crate) fn link_message(link: &Link) -> LinkMessage {
             )])))
         }
         KindData::Vlan(id) => info.push(LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id)]))),
+        KindData::Vrf(table) => {
+            info.push(LinkInfo::Data(InfoData::Vrf(vec![InfoVrf::TableId(table)])))
+        }
     }
     if let Some(port) = link.port {
         info.push(LinkInfo::PortKind(InfoPortKind::Bridge));

@@ -183,6 +183,8 @@ pub enum KindData {
     Ipvlan(IpvlanMode),
     /// The 802.1q VLAN ID.
     Vlan(u16),
+    /// A VRF's routing table.
+    Vrf(u32),
 }
 
 /// The bridge-port flags plugins set.
