@@ -112,7 +112,7 @@ fn interfaces_join_a_vrf_with_their_addresses_and_routes_and_del_removes_it_last
     assert_eq!(code, 0, "{out}");
     let blue = link(&fake, "blue").expect("vrf");
     assert_eq!(
-        (blue.kind, blue.data.clone(), blue.up),
+        (blue.kind, blue.data, blue.up),
         (LinkKind::Vrf, KindData::Vrf(2), true)
     );
     assert_eq!(link(&fake, "eth0").unwrap().master, Some(blue.index));
