@@ -53,7 +53,13 @@ impl Rng {
 /// plugin, DELs each attachment, GCs, and requires the state of a network after one
 /// clean attachment came and went.
 fn crash(name: &str, conf: Value) {
+    crash_in(name, |_| conf.clone());
+}
+
+/// [`crash`] with the configuration made from the sandbox (after preparing it).
+fn crash_in(name: &str, conf_for: impl Fn(&Sandbox) -> Value) {
     let sandbox = Sandbox::new();
+    let conf = conf_for(&sandbox);
     let binary = plugin(name);
     let path = plugin_dir().display().to_string();
     let netns = sandbox.container_path();
@@ -182,4 +188,37 @@ fn portmap_survives_killed_adds() {
             "prevResult": {"cniVersion": "1.1.0", "interfaces": [{"name": "eth0", "sandbox": "/x"}],
                 "ips": [{"address": "10.53.0.5/24", "interface": 0}, {"address": "fd53::5/64", "interface": 0}]}}),
     );
+}
+
+#[test]
+fn firewall_survives_killed_adds() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("dir");
+    crash(
+        "firewall",
+        json!({"cniVersion": "1.1.0", "name": "crashfw", "type": "firewall", "backend": "iptables",
+            "ingressPolicy": "same-bridge", "dataDir": dir.path(),
+            "prevResult": {"cniVersion": "1.1.0", "interfaces": [{"name": "crashbr0"}, {"name": "eth0", "sandbox": "/x"}],
+                "ips": [{"address": "10.54.0.5/24", "interface": 1}, {"address": "fd54::5/64", "interface": 1}]}}),
+    );
+}
+
+#[test]
+fn tuning_survives_killed_adds() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("dir");
+    crash_in("tuning", |sandbox| {
+        let ns = sandbox.container_name();
+        sandbox.ip(
+            ns,
+            &[
+                "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+            ],
+        );
+        json!({"cniVersion": "1.1.0", "name": "crashtune", "type": "tuning", "dataDir": dir.path(),
+            "mtu": 1400, "promisc": true, "txQLen": 10,
+            "prevResult": {"cniVersion": "1.1.0",
+                "interfaces": [{"name": "eth0", "sandbox": sandbox.container_path()}],
+                "ips": [{"address": "10.55.0.5/24", "interface": 0}]}})
+    });
 }
