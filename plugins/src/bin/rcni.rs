@@ -67,6 +67,7 @@ fn firewall() -> ExitCode {
     use cni_net::nft::{Family, Nft};
     let tables = [
         (Family::Inet, "cni_plugins_masquerade"),
+        (Family::Inet, "cni_firewall"),
         (Family::Ip, "cni_hostport"),
         (Family::Ip6, "cni_hostport"),
         (Family::Bridge, "nat"),
