@@ -192,14 +192,6 @@ fn conformance_after_bridge_with_nftables() {
     });
 }
 
-fn netns_name(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned()
-}
-
 fn ping(from: &str, to: &str) -> bool {
     std::process::Command::new("ip")
         .args([
@@ -214,7 +206,6 @@ fn ping(from: &str, to: &str) -> bool {
 /// is DROP, plus an "outside" namespace routed through the host.
 fn traffic(backend: &str) {
     let sandbox = Sandbox::new();
-    let host = sandbox.host_name().to_string();
     let run = Runner::new(&sandbox);
     let bridge = plugin("bridge");
     let network = |name: &str, br: &str, subnet: &str| {
@@ -244,13 +235,7 @@ fn traffic(backend: &str) {
         let result: Value = serde_json::from_str(&out.stdout).expect("result");
         let out = sandbox.run_plugin(&firewall(), &call, &fw(name, &result));
         assert_eq!(out.code, 0, "{}", out.stdout);
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .expect("ip")
-            .split('/')
-            .next()
-            .expect("ip")
-            .to_string();
+        let ip = common::first_ip(&result);
         (result, ip)
     };
     let a1_path = sandbox.container_path();
@@ -260,20 +245,7 @@ fn traffic(backend: &str) {
     let (_, a2) = attach(&a2_path, "a2", &a, "neta");
     let (_, b1) = attach(&b1_path, "b1", &b, "netb");
 
-    let out_path = sandbox.extra_netns();
-    let out = netns_name(&out_path);
-    sandbox.ip(
-        &host,
-        &[
-            "link", "add", "fwout", "type", "veth", "peer", "name", "fwoutp",
-        ],
-    );
-    sandbox.ip(&host, &["link", "set", "fwoutp", "netns", &out]);
-    sandbox.ip(&host, &["addr", "add", "10.83.0.1/24", "dev", "fwout"]);
-    sandbox.ip(&host, &["link", "set", "fwout", "up"]);
-    sandbox.ip(&out, &["addr", "add", "10.83.0.2/24", "dev", "fwoutp"]);
-    sandbox.ip(&out, &["link", "set", "fwoutp", "up"]);
-    sandbox.ip(&out, &["route", "add", "default", "via", "10.83.0.1"]);
+    let out = common::outside(&sandbox, "fwout", "10.83.0.1/24", "10.83.0.2/24");
     let policy = sandbox.run_in_host(
         Path::new("/usr/sbin/iptables"),
         &["-P", "FORWARD", "DROP"],
@@ -287,7 +259,7 @@ fn traffic(backend: &str) {
     assert!(ping(&a1, &a2), "same bridge");
     assert!(!ping(&a1, &b1), "another isolated bridge is dropped");
     assert!(
-        !ping(&out, &sandbox_ip(&a1_result)),
+        !ping(&out, &common::first_ip(&a1_result)),
         "new connections from outside"
     );
 
@@ -303,16 +275,6 @@ fn traffic(backend: &str) {
     let out_del = sandbox.run_plugin(&firewall(), &del, &fw("neta", &a1_result));
     assert_eq!(out_del.code, 0, "{}", out_del.stdout);
     assert!(!ping(&a1, "10.83.0.2"), "DEL closed the way out");
-}
-
-fn sandbox_ip(result: &Value) -> String {
-    result["ips"][0]["address"]
-        .as_str()
-        .expect("ip")
-        .split('/')
-        .next()
-        .expect("ip")
-        .to_string()
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use cni_testkit::{Sandbox, require_root, workspace_binary};
-use common::{addresses, iptables_nat, iptables_table, links, plugin_dir, reservations};
+use cni_testkit::{Sandbox, require_root};
+use common::{addresses, iptables_nat, iptables_table, links, reservations};
 use serde_json::{Value, json};
 
 /// podman's default network (`/etc/cni/net.d/87-podman-bridge.conflist`).
@@ -82,24 +82,7 @@ const MAPPINGS: &str =
     r#"{"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}"#;
 
 fn cnitool(sandbox: &Sandbox, dir: &std::path::Path, name: &str, verb: &str) -> Value {
-    let cache = dir.join("cache");
-    let out = sandbox.run_in_host(
-        &workspace_binary("cnitool"),
-        &[verb, name, &sandbox.container_path()],
-        &[
-            ("NETCONFPATH", dir.to_str().expect("utf-8 path")),
-            ("CNI_PATH", &plugin_dir().display().to_string()),
-            ("CAP_ARGS", MAPPINGS),
-            ("CNI_CACHE_DIR", cache.to_str().expect("utf-8 path")),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "cnitool {verb}: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    common::cnitool(sandbox, dir, name, verb, MAPPINGS)
 }
 
 /// Connects from the sandbox host to `to` and reads the answer.
@@ -132,7 +115,7 @@ fn run_network(list: Value, bridge: &str, gateway: &str, subnet_prefix: &str) {
     assert_eq!(result["cniVersion"], "0.4.0", "{result}");
     let address = result["ips"][0]["address"].as_str().expect("address");
     assert!(address.starts_with(subnet_prefix), "{result}");
-    let ip = address.split('/').next().expect("ip").to_string();
+    let ip = common::first_ip(&result);
     assert_eq!(
         addresses(&sandbox, sandbox.container_name(), "eth0"),
         vec![address.to_string()]

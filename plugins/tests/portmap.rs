@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cni_net::NetNs;
-use cni_testkit::{Sandbox, require_root, workspace_binary};
-use common::{Runner, go_plugin, iptables_nat, nft_ruleset, plugin, plugin_dir};
+use cni_testkit::{Sandbox, require_root};
+use common::{Runner, go_plugin, iptables_nat, nft_ruleset, plugin};
 use rcni::meta::portmap::dnat_chain;
 use serde_json::{Value, json};
 
@@ -234,26 +234,7 @@ fn settle_gateway(sandbox: &Sandbox) {
 
 /// Runs `cnitool VERB pmnet <container netns>` in the sandbox host.
 fn cnitool(sandbox: &Sandbox, net: &Network, verb: &str) -> Value {
-    let cache = net.dir.path().join("cache");
-    let netns = sandbox.container_path();
-    let plugins = plugin_dir().display().to_string();
-    let out = sandbox.run_in_host(
-        &workspace_binary("cnitool"),
-        &[verb, "pmnet", &netns],
-        &[
-            ("NETCONFPATH", net.dir.path().to_str().expect("utf-8 path")),
-            ("CNI_PATH", &plugins),
-            ("CAP_ARGS", MAPPINGS),
-            ("CNI_CACHE_DIR", cache.to_str().expect("utf-8 path")),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "cnitool {verb}: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    common::cnitool(sandbox, net.dir.path(), "pmnet", verb, MAPPINGS)
 }
 
 fn sysctl_in(ns: &str, name: &str) -> String {

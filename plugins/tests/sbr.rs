@@ -1,11 +1,12 @@
 //! sbr against the kernel, in sandboxes: replies to a second interface's address
-//! leave by that interface once sbr is chained after it (counted on the links), the
+//! leave by that interface once sbr is chained after it (echo replies counted per
+//! interface), the
 //! rules and tables `ip` shows, a missing netns path that stays missing, and
 //! interop with Debian's Go sbr both ways.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cni_testkit::{Sandbox, require_root};
 use common::{Runner, go_plugin, ip_json, plugin};
@@ -31,14 +32,30 @@ fn conf(name: &str, prev: &Value, extra: Value) -> String {
     conf.to_string()
 }
 
-fn tx_packets(sandbox: &Sandbox, dev: &str) -> u64 {
-    ip_json(
-        sandbox,
-        sandbox.container_name(),
-        &["-s", "link", "show", "dev", dev],
-    )[0]["stats64"]["tx"]["packets"]
-        .as_u64()
-        .expect("tx packets")
+/// Echo replies the container sent out of `dev`, counted by an iptables rule in
+/// the container's namespace (link counters also see neighbour discovery).
+fn echo_replies(sandbox: &Sandbox, dev: &str) -> u64 {
+    let iptables = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", sandbox.container_name(), "iptables"])
+            .args(args)
+            .output()
+            .expect("iptables")
+    };
+    let rule = ["-o", dev, "-p", "icmp", "--icmp-type", "echo-reply"];
+    if !iptables(&[&["-C", "OUTPUT"][..], &rule[..]].concat())
+        .status
+        .success()
+    {
+        let out = iptables(&[&["-A", "OUTPUT"][..], &rule[..]].concat());
+        assert!(out.status.success(), "{out:?}");
+    }
+    let listing = iptables(&["-L", "OUTPUT", "-v", "-n", "-x"]);
+    String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == dev))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("counter")
 }
 
 fn ping(from: &str, to: &str, count: u32) {
@@ -73,7 +90,6 @@ fn replies_leave_by_the_interface_their_address_belongs_to() {
     require_root!();
     let sandbox = Sandbox::new();
     let run = Runner::new(&sandbox);
-    let host = sandbox.host_name().to_string();
     run.add(
         &plugin("ptp"),
         "ctr1",
@@ -86,40 +102,23 @@ fn replies_leave_by_the_interface_their_address_belongs_to() {
         "net1",
         &ptp(&sandbox, "sbrb", "10.88.0.0/24", false),
     );
-    let net1_ip = second["ips"][0]["address"]
-        .as_str()
-        .expect("ip")
-        .split('/')
-        .next()
-        .expect("ip")
-        .to_string();
+    let net1_ip = common::first_ip(&second);
 
     // A client behind the host, on a third network.
-    let out_path = sandbox.extra_netns();
-    let out = Path::new(&out_path)
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    sandbox.ip(
-        &host,
-        &[
-            "link", "add", "sbrout", "type", "veth", "peer", "name", "sbroutp",
-        ],
-    );
-    sandbox.ip(&host, &["link", "set", "sbroutp", "netns", &out]);
-    sandbox.ip(&host, &["addr", "add", "10.89.9.1/24", "dev", "sbrout"]);
-    sandbox.ip(&host, &["link", "set", "sbrout", "up"]);
-    sandbox.ip(&out, &["addr", "add", "10.89.9.2/24", "dev", "sbroutp"]);
-    sandbox.ip(&out, &["link", "set", "sbroutp", "up"]);
-    sandbox.ip(&out, &["route", "add", "default", "via", "10.89.9.1"]);
+    let out = common::outside(&sandbox, "sbrout", "10.89.9.1/24", "10.89.9.2/24");
 
     // Without sbr the replies follow the default route, out of eth0.
-    let before = (tx_packets(&sandbox, "eth0"), tx_packets(&sandbox, "net1"));
+    let before = (
+        echo_replies(&sandbox, "eth0"),
+        echo_replies(&sandbox, "net1"),
+    );
     ping(&out, &net1_ip, 3);
-    let after = (tx_packets(&sandbox, "eth0"), tx_packets(&sandbox, "net1"));
+    let after = (
+        echo_replies(&sandbox, "eth0"),
+        echo_replies(&sandbox, "net1"),
+    );
     assert!(
-        after.0 - before.0 >= 3,
+        after.0 - before.0 >= 2 && after.1 == before.1,
         "replies left by eth0: {before:?} {after:?}"
     );
 
@@ -129,11 +128,17 @@ fn replies_leave_by_the_interface_their_address_belongs_to() {
         source_rules(&sandbox),
         vec![(net1_ip.clone(), "100".to_string())]
     );
-    let before = (tx_packets(&sandbox, "eth0"), tx_packets(&sandbox, "net1"));
+    let before = (
+        echo_replies(&sandbox, "eth0"),
+        echo_replies(&sandbox, "net1"),
+    );
     ping(&out, &net1_ip, 3);
-    let after = (tx_packets(&sandbox, "eth0"), tx_packets(&sandbox, "net1"));
+    let after = (
+        echo_replies(&sandbox, "eth0"),
+        echo_replies(&sandbox, "net1"),
+    );
     assert!(
-        after.1 - before.1 >= 3 && after.0 - before.0 <= 1,
+        after.1 - before.1 >= 2 && after.0 == before.0,
         "replies leave by net1: eth0 {} -> {}, net1 {} -> {}",
         before.0,
         after.0,
@@ -186,13 +191,7 @@ fn go_sbr_interop_both_ways() {
     let c = conf("sbrgo", &prev, json!({}));
     let mut with_prev: Value = serde_json::from_str(&c).expect("conf");
     with_prev["prevResult"] = prev.clone();
-    let ip = prev["ips"][0]["address"]
-        .as_str()
-        .expect("ip")
-        .split('/')
-        .next()
-        .expect("ip")
-        .to_string();
+    let ip = common::first_ip(&prev);
 
     // Go's ADD; our CHECK and DEL.
     run.add(&go, "ctr1", "eth0", &c);

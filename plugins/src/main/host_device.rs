@@ -66,8 +66,7 @@ fn saved_path(args: &Request<Conf>) -> PathBuf {
 /// Writes `saved` whole or not at all.
 fn save(path: &Path, saved: &Saved) -> Result<(), Error> {
     let text = serde_json::to_vec(saved).map_err(|e| Error::internal(e.to_string()))?;
-    crate::pkg::files::write_whole(path, &text)
-        .map_err(|e| Error::internal(format!("failed to save {}: {e}", path.display())))
+    crate::pkg::save_state(path, &text)
 }
 
 fn load(path: &Path) -> Option<Saved> {

@@ -23,7 +23,7 @@ use cni_types::Error;
 use cni_types::result::Result as CniResult;
 use serde::{Deserialize, Serialize};
 
-use crate::pkg::{Rollback, container_mac_or, files};
+use crate::pkg::{Rollback, container_mac_or, files, remove_state, save_state};
 
 /// Where the backups of changed link attributes are kept.
 const DATA_DIR: &str = "/run/cni/tuning";
@@ -300,8 +300,7 @@ impl Backup {
         let mut ser = serde_json::Serializer::with_formatter(&mut text, formatter);
         self.serialize(&mut ser)
             .map_err(|e| Error::internal(e.to_string()))?;
-        files::write_whole(path, &text)
-            .map_err(|e| Error::internal(format!("failed to save {}: {e}", path.display())))
+        save_state(path, &text)
     }
 
     /// The backup at `path`: `Ok(None)` when there is none.
@@ -331,17 +330,6 @@ impl Backup {
             txqlen: self.tx_q_len,
             ..Default::default()
         })
-    }
-}
-
-fn remove(path: &Path) -> Result<(), Error> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::internal(format!(
-            "failed to remove file {}: {e}",
-            path.display()
-        ))),
     }
 }
 
@@ -405,7 +393,7 @@ impl Plugin for Tuning {
             // some changed, so everything saved is put back.
             if let Err(e) = netlink.change_link(link.index, &change) {
                 let _ = netlink.change_link(link.index, &backup.restoring()?);
-                let _ = remove(&path);
+                let _ = remove_state(&path);
                 return Err(e.into());
             }
         }
@@ -429,7 +417,7 @@ impl Plugin for Tuning {
             Err(e) => {
                 // Nothing can be restored from it; keeping it would fail every DEL.
                 eprintln!("tuning: {}; removing it", e.msg);
-                return remove(&path);
+                return remove_state(&path);
             }
         };
         if let Some(netns) = open_if_present(cx, &req.netns)? {
@@ -442,7 +430,7 @@ impl Plugin for Tuning {
                     })?;
             }
         }
-        remove(&path)
+        remove_state(&path)
     }
 
     fn check(&self, req: &Request<Conf>, cx: &Context) -> Result<(), Error> {
@@ -544,7 +532,7 @@ impl Plugin for Tuning {
             if let Ok(Some(backup)) = Backup::load(&path)
                 && backup.network == req.network()
             {
-                errors.record(remove(&path));
+                errors.record(remove_state(&path));
             }
         }
         errors.into_result()

@@ -1,6 +1,6 @@
 //! What plugins share (upstream's `pkg/`): IPAM delegation, rollback of a failed
-//! ADD, the container link helpers and the CHECK of addresses and routes, and the
-//! masquerade glue of bridge and ptp.
+//! ADD, the container link helpers and the CHECK of addresses and routes, the
+//! masquerade glue of bridge and ptp, and state files.
 
 pub use cni_skel::files;
 pub mod child;
@@ -8,6 +8,7 @@ mod ipam;
 mod link;
 mod masq;
 mod rollback;
+mod state;
 #[cfg(test)]
 pub mod testing;
 
@@ -20,3 +21,4 @@ pub use masq::{
     del_beside_masq, gc_ipam_and_masq, masq_backend, masq_owner, setup_masq, teardown_masq,
 };
 pub use rollback::Rollback;
+pub use state::{remove_state, save_state};

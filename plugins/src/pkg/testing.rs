@@ -80,19 +80,30 @@ pub fn run_for(
 /// A fake kernel with a container namespace `/fake/ctr` and, in its host
 /// namespace, a veth end `eth9` to serve as a master.
 pub fn kernel_with_master() -> cni_net::FakeKernel {
-    use cni_net::{KindSpec, LinkSpec};
     let fake = cni_net::FakeKernel::new();
     fake.add_netns("/fake/ctr");
+    add_veth(&fake, &fake.host(), "eth9", "eth9p");
+    fake
+}
+
+/// A veth pair `name`/`peer` in `netns` of a fake kernel; returns `name`'s link.
+pub fn add_veth(
+    fake: &cni_net::FakeKernel,
+    netns: &cni_net::NetNs,
+    name: &str,
+    peer: &str,
+) -> cni_net::Link {
+    use cni_net::{KindSpec, LinkSpec};
     let kind = KindSpec::Veth {
-        peer: "eth9p",
+        peer,
         peer_netns: None,
         peer_mac: None,
     };
-    fake.kernel()
-        .host()
-        .and_then(|mut h| h.create_link(&LinkSpec::new("eth9", kind)))
-        .expect("master");
-    fake
+    let mut netlink = fake.kernel().netlink(netns).expect("socket");
+    netlink
+        .create_link(&LinkSpec::new(name, kind))
+        .expect("veth");
+    netlink.require_link(name).expect("veth")
 }
 
 /// Each `(conf, message)`: ADD fails with a message containing `message`, and the

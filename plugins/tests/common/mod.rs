@@ -235,3 +235,74 @@ pub fn call<'a>(
         ..Default::default()
     }
 }
+
+/// The first address of a result, without its prefix length.
+pub fn first_ip(result: &serde_json::Value) -> String {
+    result["ips"][0]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {result}"))
+        .to_string()
+}
+
+/// A namespace "outside" the sandbox's host, joined to it by a veth (`host_dev` in
+/// the host with `host_cidr`, the other end with `out_cidr` and a default route to
+/// the host): a client on another network. Returns its name.
+pub fn outside(
+    sandbox: &cni_testkit::Sandbox,
+    host_dev: &str,
+    host_cidr: &str,
+    out_cidr: &str,
+) -> String {
+    let path = sandbox.extra_netns();
+    let out = Path::new(&path)
+        .file_name()
+        .expect("netns name")
+        .to_string_lossy()
+        .into_owned();
+    let host = sandbox.host_name();
+    let peer = format!("{host_dev}p");
+    sandbox.ip(
+        host,
+        &[
+            "link", "add", host_dev, "type", "veth", "peer", "name", &peer,
+        ],
+    );
+    sandbox.ip(host, &["link", "set", &peer, "netns", &out]);
+    sandbox.ip(host, &["addr", "add", host_cidr, "dev", host_dev]);
+    sandbox.ip(host, &["link", "set", host_dev, "up"]);
+    sandbox.ip(&out, &["addr", "add", out_cidr, "dev", &peer]);
+    sandbox.ip(&out, &["link", "set", &peer, "up"]);
+    let gateway = host_cidr.split('/').next().expect("address");
+    sandbox.ip(&out, &["route", "add", "default", "via", gateway]);
+    out
+}
+
+/// `cnitool VERB NAME <container netns>` in the sandbox host, with the network
+/// lists of `conf_dir`, our plugins on `CNI_PATH` and `cap_args` as `CAP_ARGS`.
+pub fn cnitool(
+    sandbox: &cni_testkit::Sandbox,
+    conf_dir: &Path,
+    name: &str,
+    verb: &str,
+    cap_args: &str,
+) -> serde_json::Value {
+    let cache = conf_dir.join("cache");
+    let out = sandbox.run_in_host(
+        &cni_testkit::workspace_binary("cnitool"),
+        &[verb, name, &sandbox.container_path()],
+        &[
+            ("NETCONFPATH", conf_dir.to_str().expect("utf-8 path")),
+            ("CNI_PATH", &plugin_dir().display().to_string()),
+            ("CAP_ARGS", cap_args),
+            ("CNI_CACHE_DIR", cache.to_str().expect("utf-8 path")),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "cnitool {verb}: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}

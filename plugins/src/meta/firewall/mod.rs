@@ -22,7 +22,7 @@ use cni_types::result::Result as CniResult;
 use cni_types::{Context as _, Error, Errors};
 use serde::{Deserialize, Serialize};
 
-use crate::pkg::files;
+use crate::pkg::{files, remove_state, save_state};
 
 const DEFAULT_ADMIN_CHAIN: &str = "CNI-ADMIN";
 const DEFAULT_ZONE: &str = "trusted";
@@ -222,17 +222,6 @@ impl Record {
     }
 }
 
-fn forget(path: &Path) -> Result<(), Error> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::internal(format!(
-            "failed to remove {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 /// Opens the way for `setup` in one backend.
 fn open(which: Which, setup: &Setup, zone: &str, container_id: &str) -> Result<(), Error> {
     match which {
@@ -289,6 +278,21 @@ fn close(which: Which, ips: &[IpAddr], zone: &str) -> Result<(), Error> {
     }
 }
 
+/// What ADD and CHECK start from: the settings, prevResult (required) and what the
+/// attachment needs.
+fn prepare(
+    req: &Request<Conf>,
+    cx: &Context,
+) -> Result<(Settings, cni_types::result::v100::Result, Setup), Error> {
+    let settings = Settings::load(&req.plugin)?;
+    let prev = req
+        .prev_result()?
+        .ok_or_else(|| Error::internal("missing prevResult from earlier plugin"))?;
+    let setup = settings.setup(&prev)?;
+    cx.kernel.require_firewall()?;
+    Ok((settings, prev, setup))
+}
+
 pub struct Firewall;
 
 impl Plugin for Firewall {
@@ -304,12 +308,7 @@ impl Plugin for Firewall {
     }
 
     fn add(&self, req: &Request<Conf>, cx: &Context) -> Result<CniResult, Error> {
-        let settings = Settings::load(&req.plugin)?;
-        let prev = req
-            .prev_result()?
-            .ok_or_else(|| Error::internal("missing prevResult from earlier plugin"))?;
-        let setup = settings.setup(&prev)?;
-        cx.kernel.require_firewall()?;
+        let (settings, prev, setup) = prepare(req, cx)?;
         open(settings.which, &setup, &settings.zone, &req.container_id)?;
         let record = Record {
             backend: settings.which,
@@ -318,11 +317,7 @@ impl Plugin for Firewall {
         let path = settings.record_path(req.network(), &req.container_id, &req.ifname);
         let saved = serde_json::to_vec(&record)
             .map_err(|e| Error::internal(e.to_string()))
-            .and_then(|text| {
-                files::write_whole(&path, &text).map_err(|e| {
-                    Error::internal(format!("failed to record {}: {e}", path.display()))
-                })
-            });
+            .and_then(|text| save_state(&path, &text));
         if let Err(e) = saved {
             let _ = close(settings.which, &setup.ips, &settings.zone);
             return Err(e);
@@ -345,16 +340,11 @@ impl Plugin for Firewall {
             let which = record.map(|r| r.backend).unwrap_or(settings.which);
             close(which, &ips, &settings.zone).context("failed to remove firewall rules")?;
         }
-        forget(&path)
+        remove_state(&path)
     }
 
     fn check(&self, req: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        let settings = Settings::load(&req.plugin)?;
-        let prev = req
-            .prev_result()?
-            .ok_or_else(|| Error::internal("missing prevResult from earlier plugin"))?;
-        let setup = settings.setup(&prev)?;
-        cx.kernel.require_firewall()?;
+        let (settings, _, setup) = prepare(req, cx)?;
         match settings.which {
             Which::Iptables => {
                 for v6 in setup.families() {
@@ -422,7 +412,7 @@ impl Plugin for Firewall {
                 .filter(|ip| !live.contains(ip))
                 .collect();
             match close(record.backend, &ips, &settings.zone) {
-                Ok(()) => errors.record(forget(&path)),
+                Ok(()) => errors.record(remove_state(&path)),
                 Err(e) => errors.record(Err(e)),
             }
         }

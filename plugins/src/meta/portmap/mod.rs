@@ -25,7 +25,7 @@ use cni_types::result::{Result as CniResult, v100};
 use cni_types::{Context as _, Error, Errors};
 use serde::Deserialize;
 
-use crate::pkg::{ContainerLink, Rollback};
+use crate::pkg::{ContainerLink, Rollback, remove_state, save_state};
 pub use model::dnat_chain;
 use model::{self as rules, Mapping, PortMap, Snat};
 
@@ -479,21 +479,9 @@ fn enable_localnet_routing(kernel: &Kernel, container: IpAddr) -> cni_net::Resul
 }
 
 fn record(path: &Path, ifname: &str) -> Result<(), Error> {
-    let failed =
-        |e: std::io::Error| Error::internal(format!("failed to record {}: {e}", path.display()));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    std::fs::write(path, ifname).map_err(failed)
+    save_state(path, ifname.as_bytes())
 }
 
 fn forget(path: &Path) -> Result<(), Error> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::internal(format!(
-            "failed to remove {}: {e}",
-            path.display()
-        ))),
-    }
+    remove_state(path)
 }

@@ -3,11 +3,11 @@
 //! takes everything back.
 
 use cni_net::rtnl::fake::Op;
-use cni_net::{FakeKernel, KindSpec, LinkSpec, Route, Rule};
+use cni_net::{FakeKernel, Route, Rule};
 use serde_json::{Value, json};
 
 use super::Sbr;
-use crate::pkg::testing::{FakeIpam, run};
+use crate::pkg::testing::{FakeIpam, add_veth, run};
 
 const CTR: &str = "/fake/ctr";
 
@@ -16,14 +16,8 @@ const CTR: &str = "/fake/ctr";
 fn kernel() -> FakeKernel {
     let fake = FakeKernel::new();
     let ctr = fake.add_netns(CTR);
+    let eth0 = add_veth(&fake, &ctr, "eth0", "peer0");
     let mut netlink = fake.kernel().netlink(&ctr).unwrap();
-    let kind = KindSpec::Veth {
-        peer: "peer0",
-        peer_netns: None,
-        peer_mac: None,
-    };
-    netlink.create_link(&LinkSpec::new("eth0", kind)).unwrap();
-    let eth0 = netlink.require_link("eth0").unwrap();
     netlink.set_link_up(eth0.index, true).unwrap();
     for a in ["10.1.0.2/24", "10.2.0.2/24"] {
         netlink

@@ -1,12 +1,12 @@
 //! tuning on the fake kernel: every setting, the backup file, DEL's restore, the
 //! validation errors, a failed ADD that undoes itself, GC and STATUS.
 
+use cni_net::FakeKernel;
 use cni_net::rtnl::fake::Op;
-use cni_net::{FakeKernel, KindSpec, LinkSpec};
 use serde_json::{Value, json};
 
 use super::{Tuning, sysctl_name};
-use crate::pkg::testing::{FakeIpam, run};
+use crate::pkg::testing::{FakeIpam, add_veth, run};
 
 const CTR: &str = "/fake/ctr";
 
@@ -14,15 +14,7 @@ const CTR: &str = "/fake/ctr";
 fn kernel() -> FakeKernel {
     let fake = FakeKernel::new();
     let ctr = fake.add_netns(CTR);
-    let kind = KindSpec::Veth {
-        peer: "peer0",
-        peer_netns: None,
-        peer_mac: None,
-    };
-    fake.kernel()
-        .netlink(&ctr)
-        .and_then(|mut n| n.create_link(&LinkSpec::new("eth0", kind)))
-        .expect("eth0");
+    add_veth(&fake, &ctr, "eth0", "peer0");
     fake
 }
 
@@ -279,35 +271,24 @@ fn the_allowlist_admits_only_matching_keys() {
     assert_eq!(fake.snapshot(), before);
 
     let broken = plugin(Some("net\\.(\n"));
-    let (code, out) = run(
-        &broken,
-        &fake.kernel(),
-        &FakeIpam::default(),
-        "ADD",
-        CTR,
-        &ok,
-    );
+    let call = |plugin: &Tuning, command: &str| {
+        run(
+            plugin,
+            &fake.kernel(),
+            &FakeIpam::default(),
+            command,
+            CTR,
+            &ok,
+        )
+    };
+    let (code, out) = call(&broken, "ADD");
     assert_eq!(code, 1);
     assert!(out.contains("invalid regular expression"), "{out}");
     // STATUS says so before any ADD has to fail.
-    let (code, out) = run(
-        &broken,
-        &fake.kernel(),
-        &FakeIpam::default(),
-        "STATUS",
-        CTR,
-        &ok,
-    );
+    let (code, out) = call(&broken, "STATUS");
     assert_eq!(code, 1);
     assert!(out.contains("invalid regular expression"), "{out}");
-    let (code, _) = run(
-        &tuning,
-        &fake.kernel(),
-        &FakeIpam::default(),
-        "STATUS",
-        CTR,
-        &ok,
-    );
+    let (code, _) = call(&tuning, "STATUS");
     assert_eq!(code, 0);
 }
 

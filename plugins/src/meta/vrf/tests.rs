@@ -7,7 +7,7 @@ use cni_net::{FakeKernel, KindData, KindSpec, LinkKind, LinkSpec, NextHop, Route
 use serde_json::{Value, json};
 
 use super::Vrf;
-use crate::pkg::testing::{FakeIpam, run_for};
+use crate::pkg::testing::{FakeIpam, add_veth, run_for};
 
 const CTR: &str = "/fake/ctr";
 
@@ -17,17 +17,11 @@ fn kernel() -> FakeKernel {
     let fake = FakeKernel::new();
     let ctr = fake.add_netns(CTR);
     let mut netlink = fake.kernel().netlink(&ctr).unwrap();
-    for (name, v4, v6) in [
-        ("eth0", "10.1.0.2/24", "fd01::2/64"),
-        ("net1", "10.2.0.2/24", "fd02::2/64"),
+    for (name, peer, v4, v6) in [
+        ("eth0", "p0", "10.1.0.2/24", "fd01::2/64"),
+        ("net1", "p1", "10.2.0.2/24", "fd02::2/64"),
     ] {
-        let kind = KindSpec::Veth {
-            peer: if name == "eth0" { "p0" } else { "p1" },
-            peer_netns: None,
-            peer_mac: None,
-        };
-        netlink.create_link(&LinkSpec::new(name, kind)).unwrap();
-        let link = netlink.require_link(name).unwrap();
+        let link = add_veth(&fake, &ctr, name, peer);
         netlink.set_link_up(link.index, true).unwrap();
         for a in [v4, v6] {
             netlink
