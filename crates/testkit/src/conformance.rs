@@ -29,6 +29,7 @@ pub trait Target {
     /// A further container namespace, for a DEL after it is gone.
     fn new_netns(&self) -> String;
     fn remove_netns(&self, path: &str);
+    /// Runs the plugin under test.
     fn call(
         &self,
         command: &str,
@@ -36,11 +37,14 @@ pub trait Target {
         netns: &str,
         ifname: &str,
         stdin: &str,
-    ) -> PluginOutput;
-    /// Runs another plugin of the same installation: the main plugin of a chain.
-    fn call_other(
+    ) -> PluginOutput {
+        self.call_plugin(None, command, container_id, netns, ifname, stdin)
+    }
+    /// Runs the plugin under test (`None`) or another plugin of the same
+    /// installation by type: the main plugin of a chain.
+    fn call_plugin(
         &self,
-        plugin_type: &str,
+        plugin_type: Option<&str>,
         command: &str,
         container_id: &str,
         netns: &str,
@@ -180,8 +184,8 @@ impl Lifecycle {
         conf["cniVersion"] = Value::from(version);
         conf["name"] = self.conf["name"].clone();
         let plugin_type = conf["type"].as_str().unwrap_or_default().to_string();
-        target.call_other(
-            &plugin_type,
+        target.call_plugin(
+            Some(&plugin_type),
             command,
             id,
             netns,
@@ -280,14 +284,16 @@ impl Target for SandboxTarget<'_> {
         let _ = cni_net::NetNs::remove(path);
     }
 
-    fn call(
+    fn call_plugin(
         &self,
+        plugin_type: Option<&str>,
         command: &str,
         container_id: &str,
         netns: &str,
         ifname: &str,
         stdin: &str,
     ) -> PluginOutput {
+        let other = plugin_type.map(|t| self.binary.parent().unwrap_or(Path::new(".")).join(t));
         let call = Call {
             command,
             container_id,
@@ -296,29 +302,8 @@ impl Target for SandboxTarget<'_> {
             path: &self.path,
             ..Default::default()
         };
-        self.sandbox.run_plugin(self.binary, &call, stdin)
-    }
-
-    fn call_other(
-        &self,
-        plugin_type: &str,
-        command: &str,
-        container_id: &str,
-        netns: &str,
-        ifname: &str,
-        stdin: &str,
-    ) -> PluginOutput {
-        let binary = self
-            .binary
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(plugin_type);
-        SandboxTarget {
-            sandbox: self.sandbox,
-            binary: &binary,
-            path: self.path.clone(),
-        }
-        .call(command, container_id, netns, ifname, stdin)
+        self.sandbox
+            .run_plugin(other.as_deref().unwrap_or(self.binary), &call, stdin)
     }
 
     fn state(&self) -> BTreeSet<String> {
@@ -483,28 +468,19 @@ impl Target for FakeTarget {
         self.fake.remove_netns(path);
     }
 
-    fn call(
+    fn call_plugin(
         &self,
+        plugin_type: Option<&str>,
         command: &str,
         container_id: &str,
         netns: &str,
         ifname: &str,
         stdin: &str,
     ) -> PluginOutput {
-        self.run(self.plugin, command, container_id, netns, ifname, stdin)
-    }
-
-    fn call_other(
-        &self,
-        plugin_type: &str,
-        command: &str,
-        container_id: &str,
-        netns: &str,
-        ifname: &str,
-        stdin: &str,
-    ) -> PluginOutput {
-        let plugin = (self.table)(plugin_type)
-            .unwrap_or_else(|| panic!("no plugin {plugin_type:?} in the table"));
+        let plugin = match plugin_type {
+            None => self.plugin,
+            Some(t) => (self.table)(t).unwrap_or_else(|| panic!("no plugin {t:?} in the table")),
+        };
         self.run(plugin, command, container_id, netns, ifname, stdin)
     }
 
