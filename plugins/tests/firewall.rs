@@ -368,3 +368,37 @@ fn go_firewall_interop_both_ways() {
     );
     assert!(!rules(&sandbox, true).iter().any(|r| r.contains("fd80::2")));
 }
+
+#[test]
+fn iptables_gc_removes_the_rules_of_gone_attachments_but_not_of_a_valid_ones_address() {
+    require_root!();
+    let sandbox = Sandbox::new();
+    let run = Runner::new(&sandbox);
+    let c = conf(&sandbox, "1.1.0", json!({"backend": "iptables"}));
+    run.add(&firewall(), "gone", "eth0", &c);
+    // A valid attachment holds the gone one's IPv4 address now; its other address
+    // is its own.
+    let mut live_prev = prev(&sandbox, "1.1.0");
+    live_prev["ips"] = json!([{"address": "10.80.0.2/24", "interface": 1},
+        {"address": "10.80.0.3/24", "interface": 1}]);
+    let mut live: Value = serde_json::from_str(&c).expect("conf");
+    live["prevResult"] = live_prev;
+    run.add(&firewall(), "live", "eth0", &live.to_string());
+    let mut gc: Value = serde_json::from_str(&c).expect("conf");
+    gc.as_object_mut().expect("object").remove("prevResult");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "live", "ifname": "eth0"}]);
+    run.ok(&firewall(), "GC", "", "", &gc.to_string());
+    let v4 = rules(&sandbox, false);
+    assert!(v4.iter().any(|r| r.contains("10.80.0.2/32")), "{v4:#?}");
+    assert!(v4.iter().any(|r| r.contains("10.80.0.3/32")), "{v4:#?}");
+    let v6 = rules(&sandbox, true);
+    assert!(
+        !v6.iter().any(|r| r.contains("fd80::2")),
+        "gone's own address: {v6:#?}"
+    );
+    let records: Vec<_> = std::fs::read_dir(sandbox.state_dir().join("firewall/fwnet"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(records, ["live_eth0"]);
+}

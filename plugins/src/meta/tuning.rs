@@ -267,7 +267,7 @@ fn read_allowlist(path: &Path) -> Result<Option<Allowlist>, Error> {
 /// (keys `mac`, `promisc`, `mtu`, `allmulti`, `txQLen`, each only when changed),
 /// plus the network's name so that GC can tell this network's backups from others'
 /// in the shared directory (Go ignores the key).
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 struct Backup {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -289,6 +289,22 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Backup {
+    /// This backup, with `other`'s values for the attributes it does not hold.
+    fn or(&self, other: &Backup) -> Backup {
+        Backup {
+            mac: if self.mac.is_empty() {
+                other.mac.clone()
+            } else {
+                self.mac.clone()
+            },
+            promisc: self.promisc.or(other.promisc),
+            mtu: if self.mtu == 0 { other.mtu } else { self.mtu },
+            allmulti: self.allmulti.or(other.allmulti),
+            tx_q_len: self.tx_q_len.or(other.tx_q_len),
+            network: self.network.clone(),
+        }
+    }
+
     fn path(dir: &Path, container_id: &str, ifname: &str) -> PathBuf {
         dir.join(format!("{container_id}_{ifname}.json"))
     }
@@ -378,9 +394,16 @@ impl Plugin for Tuning {
         if settings.changes_link() {
             let mut netlink = cx.kernel.netlink(&netns)?;
             let link = container_link(&mut netlink, &req.ifname)?;
-            let backup = settings.backup_of(&link, req.network());
+            let now = settings.backup_of(&link, req.network());
             let path = Backup::path(&settings.data_dir, &req.container_id, &req.ifname);
-            backup.save(&path)?;
+            // A repeated ADD keeps what the first one saved (the values from before
+            // any tuning), adding only attributes it did not change.
+            let earlier = Backup::load(&path).ok().flatten();
+            let saved = match &earlier {
+                Some(earlier) => earlier.or(&now),
+                None => now.clone(),
+            };
+            saved.save(&path)?;
             let change = LinkChange {
                 mac: settings.mac,
                 promisc: settings.promisc.then_some(true),
@@ -392,8 +415,11 @@ impl Plugin for Tuning {
             // The kernel applies the attributes one by one: a refusal halfway leaves
             // some changed, so everything saved is put back.
             if let Err(e) = netlink.change_link(link.index, &change) {
-                let _ = netlink.change_link(link.index, &backup.restoring()?);
-                let _ = remove_state(&path);
+                let _ = netlink.change_link(link.index, &now.restoring()?);
+                let _ = match earlier {
+                    Some(earlier) => earlier.save(&path),
+                    None => remove_state(&path),
+                };
                 return Err(e.into());
             }
         }

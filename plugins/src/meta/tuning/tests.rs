@@ -397,3 +397,21 @@ fn sysctl_names_follow_upstream_and_keep_dotted_interface_names() {
         assert!(sysctl_name(bad, "eth0").is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_repeated_add_keeps_the_values_from_before_the_first() {
+    let fake = kernel();
+    let kernel = fake.kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let before = eth0(&fake);
+    let tuning = plugin(None);
+    let ipam = FakeIpam::default();
+    let c = conf(dir.path(), json!({"mtu": 1400}));
+    assert_eq!(run(&tuning, &kernel, &ipam, "ADD", CTR, &c).0, 0);
+    let c = conf(dir.path(), json!({"mtu": 1300, "txQLen": 5}));
+    assert_eq!(run(&tuning, &kernel, &ipam, "ADD", CTR, &c).0, 0);
+    assert_eq!((eth0(&fake).mtu, eth0(&fake).txqlen), (1300, 5));
+    assert_eq!(run(&tuning, &kernel, &ipam, "DEL", CTR, &c).0, 0);
+    let after = eth0(&fake);
+    assert_eq!((after.mtu, after.txqlen), (before.mtu, before.txqlen));
+}
