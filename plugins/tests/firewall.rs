@@ -340,7 +340,11 @@ fn go_firewall_interop_both_ways() {
     };
     let sandbox = Sandbox::new();
     let run = Runner::new(&sandbox);
-    let c = conf(&sandbox, "1.0.0", json!({"backend": "iptables"}));
+    let c = conf(
+        &sandbox,
+        "1.0.0",
+        json!({"backend": "iptables", "ingressPolicy": "same-bridge"}),
+    );
     let mut with_prev: Value = serde_json::from_str(&c).expect("conf");
 
     // Go's ADD; our CHECK and DEL.
