@@ -26,15 +26,53 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Er
 /// error names the key where it happened (`ipam.ranges[0]: invalid type: ...`), as
 /// Go's names the struct field.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
-    serde_path_to_error::deserialize(GoValue(value)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner
-        } else {
-            serde::de::Error::custom(format!("{path}: {inner}"))
-        }
+    let path = Path::default();
+    T::deserialize(GoValue(value, &path)).map_err(|e| match path.render() {
+        None => e,
+        Some(at) => serde::de::Error::custom(format!("{at}: {e}")),
     })
+}
+
+/// Where decoding is: a step is pushed before a member is decoded and popped when
+/// it decoded, so after an error the steps lead to the member that failed. (Kept
+/// by hand rather than by a wrapping deserializer: one less generic layer for every
+/// config type in the binary.)
+#[derive(Default)]
+struct Path(std::cell::RefCell<Vec<Step>>);
+
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl Path {
+    fn push(&self, step: Step) {
+        self.0.borrow_mut().push(step);
+    }
+
+    fn pop(&self) {
+        self.0.borrow_mut().pop();
+    }
+
+    /// `a.b[0].c`, or `None` at the top.
+    fn render(&self) -> Option<String> {
+        let steps = self.0.borrow();
+        if steps.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for step in steps.iter() {
+            match step {
+                Step::Key(key) if out.is_empty() => out.push_str(key),
+                Step::Key(key) => {
+                    out.push('.');
+                    out.push_str(key);
+                }
+                Step::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        Some(out)
+    }
 }
 
 /// Renames keys of `object` that fold to one of `fields` to that field's exact name,
@@ -61,17 +99,22 @@ fn fold_keys(object: Map<String, Value>, fields: &[&str]) -> Map<String, Value> 
     out
 }
 
-struct GoValue(Value);
+struct GoValue<'a>(Value, &'a Path);
 
-impl<'de> Deserializer<'de> for GoValue {
+impl<'de> Deserializer<'de> for GoValue<'_> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
-            Value::Array(items) => visitor.visit_seq(GoSeq(items.into_iter())),
+            Value::Array(items) => visitor.visit_seq(GoSeq {
+                items: items.into_iter(),
+                next: 0,
+                path: self.1,
+            }),
             Value::Object(object) => visitor.visit_map(GoMap {
                 entries: object.into_iter(),
                 value: None,
+                path: self.1,
             }),
             other => other.deserialize_any(visitor),
         }
@@ -80,7 +123,7 @@ impl<'de> Deserializer<'de> for GoValue {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
             Value::Null => visitor.visit_none(),
-            other => visitor.visit_some(GoValue(other)),
+            other => visitor.visit_some(GoValue(other, self.1)),
         }
     }
 
@@ -94,6 +137,7 @@ impl<'de> Deserializer<'de> for GoValue {
             Value::Object(object) => visitor.visit_map(GoMap {
                 entries: fold_keys(object, fields).into_iter(),
                 value: None,
+                path: self.1,
             }),
             // Go decodes a struct from an object only; serde would also take an
             // array, field by field (`"dns": []` would pass as empty DNS settings).
@@ -101,7 +145,7 @@ impl<'de> Deserializer<'de> for GoValue {
                 serde::de::Unexpected::Seq,
                 &"an object",
             )),
-            other => GoValue(other).deserialize_any(visitor),
+            other => GoValue(other, self.1).deserialize_any(visitor),
         }
     }
 
@@ -128,32 +172,41 @@ impl<'de> Deserializer<'de> for GoValue {
     }
 }
 
-struct GoSeq(std::vec::IntoIter<Value>);
+struct GoSeq<'a> {
+    items: std::vec::IntoIter<Value>,
+    next: usize,
+    path: &'a Path,
+}
 
-impl<'de> SeqAccess<'de> for GoSeq {
+impl<'de> SeqAccess<'de> for GoSeq<'_> {
     type Error = serde_json::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Self::Error> {
-        self.0
-            .next()
-            .map(|v| seed.deserialize(GoValue(v)))
-            .transpose()
+        let Some(item) = self.items.next() else {
+            return Ok(None);
+        };
+        self.path.push(Step::Index(self.next));
+        self.next += 1;
+        let decoded = seed.deserialize(GoValue(item, self.path))?;
+        self.path.pop();
+        Ok(Some(decoded))
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.0.len())
+        Some(self.items.len())
     }
 }
 
-struct GoMap {
+struct GoMap<'a> {
     entries: serde_json::map::IntoIter,
-    value: Option<Value>,
+    value: Option<(String, Value)>,
+    path: &'a Path,
 }
 
-impl<'de> MapAccess<'de> for GoMap {
+impl<'de> MapAccess<'de> for GoMap<'_> {
     type Error = serde_json::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -162,7 +215,7 @@ impl<'de> MapAccess<'de> for GoMap {
     ) -> Result<Option<K::Value>, Self::Error> {
         match self.entries.next() {
             Some((key, value)) => {
-                self.value = Some(value);
+                self.value = Some((key.clone(), value));
                 let key: StringDeserializer<serde_json::Error> = key.into_deserializer();
                 seed.deserialize(key).map(Some)
             }
@@ -174,8 +227,11 @@ impl<'de> MapAccess<'de> for GoMap {
         &mut self,
         seed: V,
     ) -> Result<V::Value, Self::Error> {
-        let value = self.value.take().unwrap_or(Value::Null);
-        seed.deserialize(GoValue(value))
+        let (key, value) = self.value.take().unwrap_or((String::new(), Value::Null));
+        self.path.push(Step::Key(key));
+        let decoded = seed.deserialize(GoValue(value, self.path))?;
+        self.path.pop();
+        Ok(decoded)
     }
 
     fn size_hint(&self) -> Option<usize> {

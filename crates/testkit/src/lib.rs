@@ -131,18 +131,32 @@ impl<'a> Call<'a> {
 /// network namespace.
 pub fn run_binary(binary: &Path, env: &[(&str, &str)], stdin: &str) -> PluginOutput {
     use std::io::Write;
-    let mut child = Command::new(binary)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
-        )
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+    let spawn = || {
+        Command::new(binary)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    // A script a test has just written is "text file busy" while a child another
+    // test thread forked meanwhile still holds its write descriptor (until it execs).
+    let mut tries = 0;
+    let mut child = loop {
+        match spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    }
+    .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
     if let Some(mut pipe) = child.stdin.take() {
         let _ = pipe.write_all(stdin.as_bytes());
     }
