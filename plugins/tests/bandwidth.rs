@@ -226,6 +226,19 @@ fn a_transfer_in_each_direction_lands_near_the_configured_rate() {
 #[test]
 fn another_tools_clsact_qdisc_is_kept_and_used() {
     require_root!();
+    another_tools_qdisc_is_kept("clsact", "ingress");
+}
+
+#[test]
+fn another_tools_ingress_qdisc_is_kept_and_used() {
+    require_root!();
+    another_tools_qdisc_is_kept("ingress", "parent ffff:");
+}
+
+/// Another tool put `kind` on the host veth (with a filter of its own for clsact)
+/// before bandwidth's ADD: the qdisc stays, bandwidth's redirect goes below it
+/// (`filters` names where tc lists it) and egress is shaped.
+fn another_tools_qdisc_is_kept(kind: &str, filters: &str) {
     let sandbox = Sandbox::new();
     let run = Runner::new(&sandbox);
     let prev = attach(&run, "ctr1");
@@ -238,33 +251,35 @@ fn another_tools_clsact_qdisc_is_kept_and_used() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    tc(&["qdisc", "add", "dev", &veth, "clsact"]);
-    tc(&[
-        "filter", "add", "dev", &veth, "egress", "prio", "9", "protocol", "all", "u32", "match",
-        "u32", "0", "0", "flowid", "1:1",
-    ]);
+    tc(&["qdisc", "add", "dev", &veth, kind]);
+    if kind == "clsact" {
+        tc(&[
+            "filter", "add", "dev", &veth, "egress", "prio", "9", "protocol", "all", "u32",
+            "match", "u32", "0", "0", "flowid", "1:1",
+        ]);
+    }
     let c = conf(&prev, json!({"egressRate": RATE, "egressBurst": 80_000}));
     let result = run.add(&bandwidth(), "ctr1", "eth0", &c);
     let shown = qdiscs(&sandbox, &veth);
-    assert!(shown.contains("qdisc clsact ffff:"), "{shown}");
-    let ingress = host_cmd(
-        &sandbox,
-        "/usr/sbin/tc",
-        &["filter", "show", "dev", &veth, "ingress"],
-    );
+    assert!(shown.contains(&format!("qdisc {kind} ffff:")), "{shown}");
+    let mut args = vec!["filter", "show", "dev", &veth];
+    args.extend(filters.split(' '));
+    let below = host_cmd(&sandbox, "/usr/sbin/tc", &args);
     assert!(
-        ingress.contains(&format!("Redirect to device {}", ifb_of(&result))),
-        "{ingress}"
+        below.contains(&format!("Redirect to device {}", ifb_of(&result))),
+        "{below}"
     );
-    let egress = host_cmd(
-        &sandbox,
-        "/usr/sbin/tc",
-        &["filter", "show", "dev", &veth, "egress"],
-    );
-    assert!(
-        egress.contains("pref 9"),
-        "the other tool's filter stays: {egress}"
-    );
+    if kind == "clsact" {
+        let egress = host_cmd(
+            &sandbox,
+            "/usr/sbin/tc",
+            &["filter", "show", "dev", &veth, "egress"],
+        );
+        assert!(
+            egress.contains("pref 9"),
+            "the other tool's filter stays: {egress}"
+        );
+    }
     let server_ip = prev["ips"][0]["gateway"]
         .as_str()
         .expect("gateway")
