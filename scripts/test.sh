@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 #   nftables                      ipMasq with the nftables backend, bridge macspoofchk
 #   iputils-ping                  ping from a container to its gateway
 #   jq                            scripts/exec-plugins.sh
+#   dbus-daemon                   a private bus for the D-Bus client firewall asks about firewalld
 #   (and shellcheck)              lint of scripts/*.sh
-PACKAGES="iproute2 containernetworking-plugins iptables nftables iputils-ping jq shellcheck"
+PACKAGES="iproute2 containernetworking-plugins iptables nftables iputils-ping jq dbus-daemon shellcheck"
 if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

@@ -14,6 +14,7 @@
 //!   masquerade and spoof-check shapes; [`conntrack`]: ctnetlink entry removal.
 
 pub mod conntrack;
+pub mod dbus;
 mod error;
 pub mod iface;
 mod kernel;

@@ -1,42 +1,39 @@
 //! firewall's firewalld backend: the container's addresses become sources of a
 //! firewalld zone (`trusted` by default), as upstream's `zone.addSource` over
-//! D-Bus. The calls go through `firewall-cmd`, firewalld's own D-Bus client; the
-//! backend is only chosen where the system bus exists and firewalld runs.
+//! D-Bus. Whether firewalld runs is asked on the system bus, as upstream asks
+//! (`NameHasOwner`); the zone changes go through `firewall-cmd`, firewalld's own
+//! D-Bus client.
 
 use std::net::IpAddr;
 use std::path::Path;
 
+use cni_net::dbus::{SYSTEM_BUS, name_has_owner};
 use cni_types::Error;
 
-/// The system bus socket.
-const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
-/// firewalld's pid file while it runs (and owns `org.fedoraproject.FirewallD1`).
-const PID_FILE: &str = "/run/firewalld.pid";
+/// firewalld's name on the bus.
+const FIREWALLD: &str = "org.fedoraproject.FirewallD1";
 
-/// Whether firewalld owns its D-Bus name here: the system bus exists and the
-/// process of firewalld's pid file is alive. The default backend then is firewalld,
-/// as upstream's.
+/// Whether firewalld owns its name on the system bus (the default backend then is
+/// firewalld, as upstream's). No bus, or no answer, is no.
 pub(super) fn running() -> bool {
     Path::new(SYSTEM_BUS).exists()
-        && std::fs::read_to_string(PID_FILE)
-            .ok()
-            .and_then(|pid| pid.trim().parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        && name_has_owner(Path::new(SYSTEM_BUS), FIREWALLD).unwrap_or(false)
 }
 
-/// A clear error when firewalld cannot be asked at all.
+/// A clear error when firewalld cannot be asked at all, or does not run.
 fn require_bus() -> Result<(), Error> {
     if !Path::new(SYSTEM_BUS).exists() {
         return Err(Error::internal(format!(
             "firewalld backend: no system D-Bus at {SYSTEM_BUS}, so firewalld cannot be reached; use backend \"iptables\" or \"nftables\""
         )));
     }
-    if !running() {
-        return Err(Error::internal(
-            "firewalld backend: firewalld is not running (it does not own org.fedoraproject.FirewallD1)",
-        ));
+    match name_has_owner(Path::new(SYSTEM_BUS), FIREWALLD) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::internal(format!(
+            "firewalld backend: firewalld is not running ({FIREWALLD} has no owner on the system bus)"
+        ))),
+        Err(e) => Err(Error::internal(format!("firewalld backend: {e}"))),
     }
-    Ok(())
 }
 
 fn source(ip: IpAddr) -> String {
