@@ -12,6 +12,13 @@
 //! - [`iface`]: recipes the interface plugins share (veth pair, ConfigureIface).
 //! - [`netfilter`]: firewall transactions (`iptables-restore`, `nft -f`) and the
 //!   masquerade and spoof-check shapes; [`conntrack`]: ctnetlink entry removal.
+//!
+//! The fake kernel is built with the `fake` feature (tests turn it on); without it
+//! the helpers only the fake uses (message reports, delete matching) are unused.
+#![cfg_attr(
+    not(any(test, feature = "fake")),
+    allow(dead_code, unused_imports, unreachable_code)
+)]
 
 pub mod conntrack;
 pub mod dbus;

@@ -10,6 +10,12 @@
 //! thread can stay in the host namespace (netavark does the same).
 
 pub mod addr;
+// The fake kernel is for tests (the `fake` feature, which `cni-testkit` and the
+// plugins' tests turn on); the shipped binary gets a stub that cannot be made.
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+#[cfg(not(any(test, feature = "fake")))]
+#[path = "fake_stub.rs"]
 pub mod fake;
 pub mod link;
 pub mod route;
