@@ -346,15 +346,11 @@ fn errors_are_upstreams_and_leave_nothing() {
             "burst cannot be more than 4GB",
         ),
     ] {
-        let (code, msg) = run.fails(
-            &bandwidth(),
-            "ADD",
-            "ctr1",
-            "eth0",
-            "",
-            &conf(&prev, limits),
-        );
+        let c = conf(&prev, limits);
+        let (code, msg) = run.fails(&bandwidth(), "ADD", "ctr1", "eth0", "", &c);
         assert_eq!((code, msg.as_str()), (999, message));
+        // DEL needs only the ifb's name: the same config does not stop it.
+        run.ok(&bandwidth(), "DEL", "ctr1", "eth0", &c);
     }
     // A main plugin without a veth (an interface the host does not list).
     let mut no_veth = prev.clone();

@@ -288,9 +288,9 @@ impl Plugin for Bandwidth {
     }
 
     /// Deletes the ifb by its name (the veth's qdiscs go with the veth), as
-    /// upstream; no netns needed, and a missing ifb is success.
+    /// upstream; no netns needed, and a missing ifb is success. Unlike upstream,
+    /// limits ADD would refuse do not stop the DEL.
     fn del(&self, req: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        req.plugin.limits()?;
         let mut host = cx.kernel.host()?;
         let name = ifb_name(req.network(), &req.container_id);
         if let Some(ifb) = host.link_by_name(&name)?

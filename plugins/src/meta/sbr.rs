@@ -296,7 +296,8 @@ impl Plugin for Sbr {
     /// to `table` when it is set). A namespace or interface that is gone leaves
     /// nothing to remove.
     fn del(&self, req: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        let settings = Settings::load(&req.plugin)?;
+        // Only `table` matters here; a config ADD would refuse does not stop a DEL.
+        let table = req.plugin.table.and_then(|t| u32::try_from(t).ok());
         if req.netns.is_empty() {
             return Ok(());
         }
@@ -317,7 +318,7 @@ impl Plugin for Sbr {
         let mut errors = Errors::new();
         for rule in all_rules(&mut netlink)? {
             let ours = rule.src.is_some_and(|s| addresses.contains(&s.addr()))
-                && settings.table.is_none_or(|t| t == rule.table);
+                && table.is_none_or(|t| t == rule.table);
             if ours {
                 match netlink.del_rule(&rule) {
                     Err(e) if !e.already_gone() => {

@@ -119,7 +119,10 @@ enum Policy {
 }
 
 impl Settings {
-    fn load(conf: &Conf) -> Result<Settings, Error> {
+    /// With `lenient` (DEL), a node with no usable firewall at all is not an error:
+    /// nothing can have been added there, and the nftables teardown then does
+    /// nothing.
+    fn load(conf: &Conf, lenient: bool) -> Result<Settings, Error> {
         let policy = match conf.ingress_policy.as_str() {
             "" | "open" => Policy::Open,
             "same-bridge" => Policy::SameBridge,
@@ -148,9 +151,11 @@ impl Settings {
             "nftables" => Which::Nftables,
             "firewalld" => Which::Firewalld,
             "" if firewalld::running() => Which::Firewalld,
-            "" => match Backend::default_choice().map_err(Error::internal)? {
-                Backend::Iptables => Which::Iptables,
-                Backend::Nftables => Which::Nftables,
+            "" => match Backend::default_choice() {
+                Ok(Backend::Iptables) => Which::Iptables,
+                Ok(Backend::Nftables) => Which::Nftables,
+                Err(_) if lenient => Which::Nftables,
+                Err(e) => return Err(Error::internal(e)),
             },
             other => {
                 return Err(Error::internal(format!(
@@ -284,7 +289,7 @@ fn prepare(
     req: &Request<Conf>,
     cx: &Context,
 ) -> Result<(Settings, cni_types::result::v100::Result, Setup), Error> {
-    let settings = Settings::load(&req.plugin)?;
+    let settings = Settings::load(&req.plugin, false)?;
     let prev = req
         .prev_result()?
         .ok_or_else(|| Error::internal("missing prevResult from earlier plugin"))?;
@@ -328,7 +333,7 @@ impl Plugin for Firewall {
     /// Removes the attachment's accept rules: the addresses of prevResult, else the
     /// ones ADD recorded. Chains, jumps and isolation rules stay, as upstream.
     fn del(&self, req: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        let settings = Settings::load(&req.plugin)?;
+        let settings = Settings::load(&req.plugin, true)?;
         let path = settings.record_path(req.network(), &req.container_id, &req.ifname);
         let record = Record::load(&path);
         let ips: Vec<IpAddr> = match req.prev_result().ok().flatten() {
@@ -359,7 +364,7 @@ impl Plugin for Firewall {
 
     /// Ready when the configured backend can be used.
     fn status(&self, req: &Request<Conf>, _cx: &Context) -> Result<(), Error> {
-        let settings = Settings::load(&req.plugin)?;
+        let settings = Settings::load(&req.plugin, false)?;
         match settings.which {
             Which::Iptables if !iptables_usable(false) => Err(Error::internal(
                 "firewall backend iptables: the iptables tool is not installed",
@@ -378,7 +383,7 @@ impl Plugin for Firewall {
     /// `cni.dev/valid-attachments`, except addresses a valid attachment holds now
     /// (an address is reused once its container is gone).
     fn gc(&self, req: &Request<Conf>, cx: &Context) -> Result<(), Error> {
-        let settings = Settings::load(&req.plugin)?;
+        let settings = Settings::load(&req.plugin, false)?;
         let valid: BTreeSet<String> = req
             .conf
             .valid_attachments

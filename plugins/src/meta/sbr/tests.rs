@@ -195,6 +195,8 @@ fn bad_configs_are_refused_before_anything_changes() {
         assert_eq!(code, 1, "{extra}: {out}");
         assert!(out.contains(message), "{extra}: {out}");
         assert_eq!(fake.snapshot(), before);
+        // DEL needs only `table`: the same config does not stop it.
+        assert_eq!(call(&fake, "DEL", &conf(extra)).0, 0);
     }
 }
 
